@@ -1,0 +1,145 @@
+"""The Python API that the CLI is built on.
+
+    from pgmrl import Client
+    c = Client("postgresql://...")
+    c.install()
+    c.create_set("Docs", "docs", "public.docs", "title || ' ' || body", truncate_dim=128)
+    c.run_worker(once=True)
+    c.search("docs", "machine learning", k=10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import psycopg
+
+from . import sqlinstall, textexpr
+from .db import VectorList, connect
+from .embedders import EmbeddingConfig, get_embedder
+from .errors import PgmrlError
+
+
+class Client:
+    def __init__(self, dsn: str, *, device: str | None = None):
+        self.dsn = dsn
+        self.device = device
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------------
+    def install(self) -> list[str]:
+        applied = sqlinstall.install(self.conn)
+        self.close()  # reconnect so the vector types are registered on the new extension
+        return applied
+
+    # -- sets ---------------------------------------------------------------------------------------
+    def create_set(self, name: str, slug: str, table: str, text_column: str, *, config: str = "all-minilm-l6-v2",
+                   truncate_dim: int | None = None, on_create: bool = True, on_update: bool = True,
+                   coarse_method: str | None = None) -> str:
+        """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table."""
+        row = self.conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+        if row[0] is None:
+            raise PgmrlError(f"table {table!r} does not exist (schema-qualify it if it is not on the search_path)")
+        columns = [r[0] for r in self.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (row[0],))]
+        textexpr.validate(text_column, columns)
+        return self.conn.execute(
+            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s)::text",
+            (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method)).fetchone()[0]
+
+    def set_exists(self, slug: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM mrl.embedding_sets WHERE slug = %s", (slug,)).fetchone() is not None
+
+    def drop_set(self, slug: str) -> None:
+        self.conn.execute("SELECT mrl.drop_embedding_set(%s)", (slug,))
+
+    def status(self, slug: str | None = None) -> list[dict]:
+        slugs = [slug] if slug else [r[0] for r in self.conn.execute("SELECT slug FROM mrl.embedding_sets ORDER BY slug")]
+        out = []
+        for s in slugs:
+            cur = self.conn.execute("SELECT * FROM mrl.set_status(%s)", (s,))
+            names = [d.name for d in cur.description]
+            out.append(dict(zip(names, cur.fetchone())))
+        return out
+
+    def refit(self, slug: str) -> int:
+        """Fits the set's rotation now (instead of waiting for the sidecar); returns the vectors used."""
+        from .worker import fit_set_rotation
+
+        set_id, method = self.conn.execute(
+            "SELECT (s).id, (s).coarse_method FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+        if method != "rotation":
+            self.conn.execute("SELECT mrl.refit_rotation(%s)", (slug,))  # raises the explanatory error
+        with connect(self.dsn) as conn:
+            return fit_set_rotation(conn, set_id)
+
+    # -- embedding and search ---------------------------------------------------------------------------
+    def config(self, name: str) -> EmbeddingConfig:
+        return EmbeddingConfig.load(self.conn, name)
+
+    def set_config(self, slug: str) -> EmbeddingConfig:
+        name = self.conn.execute("SELECT (mrl._set(%s)).config", (slug,)).fetchone()[0]
+        return self.config(name)
+
+    def embed(self, texts: Sequence[str], config: str = "all-minilm-l6-v2", kind: str = "query") -> np.ndarray:
+        return get_embedder(self.config(config), device=self.device).encode(list(texts), kind=kind)
+
+    def search(self, slug: str, query, k: int = 10, strategy: str = "two_stage", coarse_k: int | None = None,
+               coarse_dim: int | None = None) -> list[tuple[str, float]]:
+        """Searches a set with a query text (embedded with the set's model) or a query vector."""
+        if isinstance(query, str):
+            query = get_embedder(self.set_config(slug), device=self.device).encode([query], kind="query")[0]
+        q = np.asarray(query, dtype=np.float32)
+        return self.conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s)",
+                                 (slug, q, k, strategy, coarse_k, coarse_dim)).fetchall()
+
+    # -- bring your own vectors -------------------------------------------------------------------------
+    def load_vectors(self, slug: str, ids: Sequence, vectors: np.ndarray, batch_size: int = 1000) -> int:
+        """Stores precomputed full vectors for rows of the set's source (they must come from the set's model,
+        applied to the current text with the document prefix). Rows whose text is empty or gone are skipped;
+        their queue items are cleared like the worker's. Returns the vectors written."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(ids) != len(vectors):
+            raise PgmrlError(f"{len(ids)} ids but {len(vectors)} vectors")
+        written = 0
+        with connect(self.dsn) as conn:
+            set_id, dims = conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+            if vectors.ndim != 2 or vectors.shape[1] != dims:
+                raise PgmrlError(f"vectors have shape {vectors.shape}; set {slug!r} needs (n, {dims})")
+            for start in range(0, len(ids), batch_size):
+                chunk = [str(i) for i in ids[start:start + batch_size]]
+                vecs = vectors[start:start + batch_size]
+                with conn.transaction():
+                    hashes = dict(conn.execute("SELECT id, content_hash FROM mrl._fetch_texts(%s, %s) WHERE body <> ''",
+                                               (set_id, chunk)).fetchall())
+                    keep = [j for j, i in enumerate(chunk) if i in hashes]
+                    qids = [r[0] for r in conn.execute(
+                        "SELECT qid FROM mrl.queue WHERE set_id = %s AND id = ANY(%s) FOR UPDATE", (set_id, chunk))]
+                    written += conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s)",
+                                            (set_id, qids, [chunk[j] for j in keep], [hashes[chunk[j]] for j in keep],
+                                             VectorList(vecs[keep]))).fetchone()[0]
+        return written
+
+    def run_worker(self, once: bool = True, **kwargs) -> int:
+        from .worker import Worker
+
+        return Worker(self.dsn, device=self.device, **kwargs).run(once=once)

@@ -1,0 +1,49 @@
+"""Connections. This module owns how vectors cross the wire: pgvector's psycopg adapters, registered on
+every connection pgmrl opens, so numpy arrays go in as `vector` and come back as numpy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.adapt import Dumper
+
+from .errors import PgmrlError
+
+
+class _VectorListDumper(Dumper):
+    """Dumps a list of float32 numpy vectors as a `vector[]` text literal (used for whole batches)."""
+
+    def dump(self, obj):
+        parts = ['"[' + ",".join(np.char.mod("%.9g", np.asarray(v, dtype=np.float32))) + ']"' for v in obj]
+        return ("{" + ",".join(parts) + "}").encode()
+
+
+class VectorList(list):
+    """Marks a list of vectors to be sent as one `vector[]` parameter."""
+
+
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmrl", **kwargs) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise PgmrlError(f"cannot connect to PostgreSQL ({exc}). Check --dsn / PGMRL_DSN, or start the "
+                         f"embedded server with `pgmrl up`.") from exc
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        pass  # pgvector not created in this database yet (before `pgmrl install`)
+    else:
+        info = psycopg.types.TypeInfo.fetch(conn, "vector")
+        dumper = type("VectorArrayDumper", (_VectorListDumper,), {"oid": info.array_oid})
+        conn.adapters.register_dumper(VectorList, dumper)
+    if not autocommit:
+        conn.rollback()  # type look-ups opened a transaction; start clean
+    return conn
+
+
+def to_numpy(value) -> np.ndarray:
+    """A vector value read from the database as a float32 numpy array."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)

@@ -1,0 +1,5 @@
+"""The one exception type pgmrl raises for user-facing problems (bad input, missing pieces)."""
+
+
+class PgmrlError(Exception):
+    """A problem the user can fix; the message says what is wrong and what to do."""

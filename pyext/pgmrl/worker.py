@@ -1,0 +1,214 @@
+"""The embedding worker: drains mrl.queue into the sets' vector tables.
+
+One batch = one transaction: claim queue rows FOR UPDATE SKIP LOCKED, read the current texts, embed them in one
+call, write vectors (only where the text still has the hash that was embedded) and delete the claimed rows.
+Several workers can run at once; a crash rolls the batch back and the rows are claimed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import psycopg
+
+from .db import VectorList, connect, to_numpy
+from .embedders import Embedder, EmbeddingConfig, get_embedder
+from .mrl import fit_rotation
+
+log = logging.getLogger("pgmrl.worker")
+
+CHANNEL = "mrl_queue"
+
+
+def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000) -> int:
+    """Fits and stores the PCA rotation of a set; returns the number of vectors it was fitted on."""
+    with conn.transaction():
+        slug, tdim = conn.execute("SELECT slug, truncate_dim FROM mrl.embedding_sets WHERE id = %s FOR UPDATE",
+                                  (set_id,)).fetchone()
+        rows = conn.execute("SELECT e FROM mrl._sample_embeddings(%s, %s) AS e", (set_id, sample)).fetchall()
+        if len(rows) < tdim:
+            log.info("set %s: %d vectors, need at least %d to fit a %d-d rotation", slug, len(rows), tdim, tdim)
+            conn.execute("UPDATE mrl.embedding_sets SET rotation_requested_at = NULL WHERE id = %s", (set_id,))
+            return 0
+        x = np.vstack([to_numpy(r[0]) for r in rows])
+        components, explained = fit_rotation(x, tdim)
+        total = conn.execute("SELECT count(*) FROM mrl._sample_embeddings(%s, NULL)", (set_id,)).fetchone()[0]
+        conn.execute("SELECT mrl._store_rotation(%s, %s, %s, %s)",
+                     (set_id, VectorList(components), [float(v) for v in explained], total))
+    log.info("set %s: fitted a %d-d rotation on %d vectors (%.1f%% of the variance)", slug, tdim, len(x),
+             100 * float(explained.sum()))
+    return len(x)
+
+
+class Worker:
+    def __init__(self, dsn: str, *, batch_size: int = 64, poll_interval: float = 5.0, max_attempts: int = 5,
+                 stop_event: threading.Event | None = None, device: str | None = None,
+                 on_progress: Callable[[int], None] | None = None,
+                 embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.dsn = dsn
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.stop = stop_event or threading.Event()
+        self.on_progress = on_progress
+        self._embedder_for = embedder_for or (lambda cfg: get_embedder(cfg, device=device))
+        self._configs: dict[int, EmbeddingConfig] = {}
+        self.conn: psycopg.Connection | None = None
+        self.listen_conn: psycopg.Connection | None = None
+        self.processed = 0
+        self.failed = 0
+
+    # -- connections --------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self.close()
+        self.conn = connect(self.dsn, application_name="pgmrl worker")
+        self.listen_conn = connect(self.dsn, autocommit=True, application_name="pgmrl worker (listen)")
+        self.listen_conn.execute(f"LISTEN {CHANNEL}")
+
+    def close(self) -> None:
+        for c in (self.conn, self.listen_conn):
+            if c is not None and not c.closed:
+                c.close()
+        self.conn = self.listen_conn = None
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT finish the current batch, then stop."""
+        def handler(signum, frame):
+            log.info("signal %d: finishing the current batch, then stopping", signum)
+            self.stop.set()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- one batch ---------------------------------------------------------------------------------
+    def _embedder(self, set_id: int) -> Embedder:
+        if set_id not in self._configs:
+            name = self.conn.execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()[0]
+            self._configs[set_id] = EmbeddingConfig.load(self.conn, name)
+            self.conn.commit()
+        return self._embedder_for(self._configs[set_id])
+
+    def _claim_and_embed(self, set_id: int, only_qids: list[int] | None = None) -> tuple[int, list[int]]:
+        """Runs one batch transaction. Returns (queue rows done, claimed qids); raises on embedding errors."""
+        conn = self.conn
+        with conn.transaction():
+            if only_qids is None:
+                rows = conn.execute(
+                    "SELECT qid, id FROM mrl.queue WHERE set_id = %s AND NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+                    "ORDER BY qid LIMIT %s FOR UPDATE SKIP LOCKED", (set_id, self.batch_size)).fetchall()
+            else:
+                rows = conn.execute("SELECT qid, id FROM mrl.queue WHERE qid = ANY(%s) AND NOT dead "
+                                    "FOR UPDATE SKIP LOCKED", (only_qids,)).fetchall()
+            if not rows:
+                return 0, []
+            qids = [r[0] for r in rows]
+            ids = list(dict.fromkeys(r[1] for r in rows))
+            texts = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl._fetch_texts(%s, %s)",
+                                 (set_id, ids)).fetchall()
+            todo = [(i, body, h) for i, body, h, stored in texts if body and h != stored]
+            try:
+                vectors = self._embedder(set_id).encode([t[1] for t in todo], kind="document") if todo else []
+            except Exception as exc:
+                exc.qids = qids  # type: ignore[attr-defined]
+                raise
+            conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s)",
+                         (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors)))
+        return len(rows), qids
+
+    def _fail(self, qids: list[int], exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        with self.conn.transaction():
+            self.conn.execute("SELECT mrl._fail_items(%s, %s, %s)", (qids, error, self.max_attempts))
+        self.failed += len(qids)
+        log.warning("%d queue item(s) failed (%s); retried with backoff, dead-lettered after %d attempts",
+                    len(qids), type(exc).__name__, self.max_attempts)
+
+    def process_batch(self, set_id: int) -> int:
+        """Embeds one batch of a set; a failing batch is retried item by item so one bad row can't block others."""
+        try:
+            done, _ = self._claim_and_embed(set_id)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # the model or a row failed: isolate the culprits
+            qids = getattr(exc, "qids", None)
+            if not qids:
+                raise
+            done = 0
+            if len(qids) == 1:
+                self._fail(qids, exc)
+            else:
+                for qid in qids:
+                    try:
+                        done += self._claim_and_embed(set_id, [qid])[0]
+                    except psycopg.OperationalError:
+                        raise
+                    except Exception as item_exc:
+                        self._fail([qid], item_exc)
+        self.processed += done
+        if done and self.on_progress:
+            self.on_progress(done)
+        return done
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def pending_sets(self) -> list[int]:
+        rows = self.conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+                                 "AND set_id IN (SELECT id FROM mrl.embedding_sets)").fetchall()
+        self.conn.commit()
+        return [r[0] for r in rows]
+
+    def drain(self) -> int:
+        """Processes ready work until none is left (or stop is set); then fits rotations that are due."""
+        total = 0
+        while not self.stop.is_set():
+            sets = self.pending_sets()
+            if not sets:
+                break
+            for set_id in sets:
+                while not self.stop.is_set():
+                    n = self.process_batch(set_id)
+                    total += n
+                    if n == 0:
+                        break
+        if not self.stop.is_set():
+            due = [r[0] for r in self.conn.execute("SELECT mrl._rotation_due()").fetchall()]
+            self.conn.commit()
+            for set_id in due:
+                fit_set_rotation(self.conn, set_id)
+        return total
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + self.poll_interval
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for _ in self.listen_conn.notifies(timeout=min(left, 0.5), stop_after=1):
+                return
+
+    def run(self, once: bool = False) -> int:
+        """Runs until stopped (or, with once, until the queue has no ready work). Survives connection loss."""
+        backoff = 1.0
+        while not self.stop.is_set():
+            try:
+                if self.conn is None or self.conn.closed or self.conn.broken:
+                    self._connect()
+                self.drain()
+                backoff = 1.0
+                if once:
+                    break
+                self._wait()
+            except psycopg.OperationalError as exc:
+                log.warning("database connection lost (%s); reconnecting in %.0f s", exc, backoff)
+                self.close()
+                if once and backoff > 30:
+                    raise
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+        self.close()
+        return self.processed

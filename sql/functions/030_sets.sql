@@ -1,0 +1,225 @@
+-- Embedding sets: creation, change capture, removal, status.
+
+-- Statement-level trigger: queues the keys of inserted rows, and of updated rows whose embedded text changed.
+-- TG_ARGV[0] is the set id. Transition tables: mrl_new (INSERT, UPDATE) and mrl_old (UPDATE).
+CREATE OR REPLACE FUNCTION mrl._queue_changes()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets;
+    n bigint;
+BEGIN
+    SELECT * INTO s FROM mrl.embedding_sets WHERE id = TG_ARGV[0]::int;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- set dropped in this transaction
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format(
+            'INSERT INTO mrl.queue (set_id, id)
+             SELECT $1, (%1$I)::text FROM mrl_new WHERE coalesce((%2$s)::text, '''') <> ''''',
+            s.pk_column, s.text_expr) USING s.id;
+    ELSE
+        EXECUTE format(
+            'INSERT INTO mrl.queue (set_id, id)
+             SELECT $1, (n.k)::text
+               FROM (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) n
+          LEFT JOIN (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_old) o ON o.k = n.k
+              WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t',
+            s.pk_column, s.text_expr) USING s.id;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('mrl_queue', s.id::text);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
+    name text,
+    slug text,
+    source regclass,
+    text_column text,
+    config text DEFAULT 'all-minilm-l6-v2',
+    truncate_dim int DEFAULT NULL,
+    on_create bool DEFAULT true,
+    on_update bool DEFAULT true,
+    coarse_method text DEFAULT NULL
+)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    c mrl.embedding_configs;
+    pk_col name;
+    pk_typ text;
+    n_pk int;
+    expr text;
+    method text;
+    tdim int := truncate_dim;
+    set_id int;
+    vt regclass;
+    vname text := format('%I.%I', 'mrl_data', slug);
+BEGIN
+    IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid slug %', coalesce(quote_literal(slug), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A slug is 1-40 characters: a lower-case letter, then lower-case letters, digits or _. The free-text name can be anything.';
+    END IF;
+    IF name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'embedding set name is empty' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Give a human-readable name, e.g. ''Product descriptions''.';
+    END IF;
+    IF EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.slug = create_embedding_set.slug) THEN
+        RAISE EXCEPTION 'embedding set "%" already exists', slug USING ERRCODE = 'duplicate_object',
+              HINT = 'Choose another slug, or drop it first with mrl.drop_embedding_set().';
+    END IF;
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'source table is NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', source USING ERRCODE = 'wrong_object_type',
+              HINT = 'An embedding set is bound to an ordinary table with a primary key.';
+    END IF;
+    c := mrl._config(config);
+
+    SELECT count(*) INTO n_pk FROM pg_index i, unnest(i.indkey) WHERE i.indrelid = source AND i.indisprimary;
+    IF n_pk = 0 THEN
+        RAISE EXCEPTION 'table % has no primary key', source USING ERRCODE = 'invalid_table_definition',
+              HINT = format('Add one, e.g. ALTER TABLE %s ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY.', source);
+    ELSIF n_pk > 1 THEN
+        RAISE EXCEPTION 'table % has a composite primary key', source USING ERRCODE = 'invalid_table_definition',
+              HINT = 'pgmrl needs a single-column primary key: add a surrogate key column (bigint identity or uuid) with a unique constraint.';
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO pk_col, pk_typ
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indrelid = source AND i.indisprimary;
+
+    expr := mrl._text_expr(source, text_column);
+
+    -- The MRL rules.
+    IF tdim IS NOT NULL AND (tdim <= 0 OR tdim >= c.dims) THEN
+        RAISE EXCEPTION 'truncate_dim % is out of range for % (% dimensions)', tdim, c.name, c.dims
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE WHEN c.supports_mrl
+                              THEN format('Use one of its Matryoshka dimensions below %s: %s, or NULL for the default %s.',
+                                          c.dims, array_to_string(array(SELECT d FROM unnest(c.matryoshka_dims) d WHERE d < c.dims ORDER BY d DESC), ', '), c.default_truncate_dim)
+                              ELSE format('Use a value between 1 and %s (e.g. 128), or NULL to store full vectors only.', c.dims - 1) END;
+    END IF;
+    IF coarse_method IS NOT NULL AND coarse_method NOT IN ('prefix', 'rotation') THEN
+        RAISE EXCEPTION 'unknown coarse_method %', quote_literal(coarse_method) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use ''prefix'' (MRL models) or ''rotation'' (fitted PCA rotation), or leave it NULL to choose by model.';
+    END IF;
+    IF c.supports_mrl THEN
+        tdim := coalesce(tdim, c.default_truncate_dim);
+        method := coalesce(coarse_method, 'prefix');
+        IF method = 'prefix' AND NOT tdim = ANY (c.matryoshka_dims) THEN
+            RAISE EXCEPTION 'truncate_dim % is not a Matryoshka dimension of %', tdim, c.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('%s was trained for: %s. Pick one of those (default %s).', c.name,
+                                    array_to_string(c.matryoshka_dims, ', '), c.default_truncate_dim);
+        END IF;
+    ELSIF tdim IS NULL THEN
+        IF coarse_method IS NOT NULL THEN
+            RAISE EXCEPTION 'coarse_method % needs a truncate_dim', quote_literal(coarse_method) USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give truncate_dim (e.g. 128) to keep a coarse vector.';
+        END IF;
+        method := 'none';
+    ELSE
+        IF coarse_method = 'prefix' THEN
+            RAISE EXCEPTION 'raw prefix truncation of % is refused: it was not trained with Matryoshka loss', c.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Leave coarse_method NULL so pgmrl fits a PCA rotation on the set''s vectors and truncates the rotated vector, or use an MRL model (e.g. nomic-embed-text-v1.5).';
+        END IF;
+        method := 'rotation';
+    END IF;
+
+    -- Storage. The key has the source key's type and follows it (cascade on delete and on key change).
+    INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
+                                    coarse_method, on_create, on_update, vectors_table)
+    VALUES (name, slug, source, pk_col, pk_typ, expr, c.name, c.dims, CASE WHEN method = 'none' THEN NULL ELSE tdim END,
+            method, on_create, on_update, 'mrl.embedding_sets'::regclass)
+    RETURNING id INTO set_id;
+
+    EXECUTE format(
+        'CREATE TABLE %s (
+             id %s PRIMARY KEY REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,
+             embedding @vec@.vector(%s) NOT NULL,
+             coarse @vec@.halfvec%s,
+             content_hash text NOT NULL,
+             embedded_at timestamptz NOT NULL DEFAULT now())',
+        vname, pk_typ, source, pk_col, c.dims, CASE WHEN method = 'none' THEN '' ELSE format('(%s)', tdim) END);
+    vt := vname::regclass;
+    IF method <> 'none' THEN
+        EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);
+    END IF;
+    EXECUTE format('COMMENT ON TABLE %s IS %L', vt, format('pgmrl vectors of embedding set %s (%s)', slug, c.name));
+    UPDATE mrl.embedding_sets SET vectors_table = vt WHERE id = set_id;
+
+    IF on_create THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS mrl_new
+                        FOR EACH STATEMENT EXECUTE FUNCTION mrl._queue_changes(%L)', 'mrl_' || slug || '_ins', source, set_id);
+    END IF;
+    IF on_update THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS mrl_old NEW TABLE AS mrl_new
+                        FOR EACH STATEMENT EXECUTE FUNCTION mrl._queue_changes(%L)', 'mrl_' || slug || '_upd', source, set_id);
+    END IF;
+
+    -- Backfill: queue every existing row with text.
+    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (%I)::text FROM %s WHERE coalesce((%s)::text, '''') <> ''''',
+                   pk_col, source, expr) USING set_id;
+    PERFORM pg_notify('mrl_queue', set_id::text);
+    IF method = 'rotation' THEN
+        RAISE NOTICE 'set "%": % is not an MRL model; the coarse vector uses a PCA rotation that pgmrl fits once % rows are embedded (or on SELECT mrl.refit_rotation(%)). Until then searches are exact.',
+            slug, c.name, (SELECT rotation_min_rows FROM mrl.embedding_sets WHERE id = set_id), quote_literal(slug);
+    END IF;
+    RETURN vt;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.vectors_table(set_slug text)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT (mrl._set(set_slug)).vectors_table $fn$;
+
+CREATE OR REPLACE FUNCTION mrl.drop_embedding_set(set_slug text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_ins', s.source);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_upd', s.source);
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS %s', s.vectors_table);
+    DELETE FROM mrl.queue WHERE set_id = s.id;
+    DELETE FROM mrl.embedding_sets WHERE id = s.id;
+END
+$fn$;
+
+-- Ask the sidecar to (re)fit the set's PCA rotation; `pgmrl refit` does it at once.
+CREATE OR REPLACE FUNCTION mrl.refit_rotation(set_slug text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    IF s.coarse_method <> 'rotation' THEN
+        RAISE EXCEPTION 'set "%" does not use a rotation (coarse method: %)', s.slug, s.coarse_method
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only sets of non-MRL models with a truncate_dim keep a fitted rotation.';
+    END IF;
+    UPDATE mrl.embedding_sets SET rotation_requested_at = clock_timestamp() WHERE id = s.id;
+    PERFORM pg_notify('mrl_queue', s.id::text);
+    RETURN format('rotation refit of "%s" requested: a running `pgmrl serve` fits it within seconds (or run `pgmrl refit %s` now)', s.slug, s.slug);
+END
+$fn$;

@@ -1,0 +1,71 @@
+-- The fitted rotation of non-MRL sets. The sidecar fits it (numpy SVD) and stores it with
+-- mrl._store_rotation(), which rewrites every coarse vector in the same transaction.
+
+-- Sets whose rotation should be (re)fitted now: asked for, or first reaching rotation_min_rows embedded rows,
+-- or grown to twice the rows of the last fit. Never while the set still has queued work (except when asked).
+CREATE OR REPLACE FUNCTION mrl._rotation_due()
+RETURNS SETOF int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets;
+    n bigint;
+BEGIN
+    FOR s IN SELECT * FROM mrl.embedding_sets WHERE coarse_method = 'rotation' ORDER BY id LOOP
+        IF s.rotation_requested_at IS NOT NULL
+           AND (s.rotation_fitted_at IS NULL OR s.rotation_requested_at > s.rotation_fitted_at) THEN
+            RETURN NEXT s.id;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = s.id AND NOT q.dead);
+        EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n;
+        IF (s.rotation_version = 0 AND n >= s.rotation_min_rows)
+           OR (s.rotation_version > 0 AND n >= 2 * s.rotation_rows) THEN
+            RETURN NEXT s.id;
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- Up to `sample` stored full vectors of a set (all of them when there are fewer), for fitting.
+CREATE OR REPLACE FUNCTION mrl._sample_embeddings(set_id int, sample int DEFAULT 50000)
+RETURNS SETOF @vec@.vector
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    vt regclass := (SELECT vectors_table FROM mrl.embedding_sets e WHERE e.id = _sample_embeddings.set_id);
+BEGIN
+    RETURN QUERY EXECUTE format('SELECT embedding FROM %s ORDER BY md5(id::text) LIMIT $1', vt) USING sample;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl._store_rotation(set_id int, directions @vec@.vector[],
+                                               explained double precision[], fitted_rows bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets;
+    idx text;
+BEGIN
+    SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _store_rotation.set_id FOR UPDATE;
+    IF array_length(directions, 1) < s.truncate_dim THEN
+        RAISE EXCEPTION 'a rotation for set "%" needs % directions, got %', s.slug, s.truncate_dim, array_length(directions, 1);
+    END IF;
+    DELETE FROM mrl.rotation_components c WHERE c.set_id = s.id;
+    INSERT INTO mrl.rotation_components (set_id, component, direction, explained_variance)
+    SELECT s.id, o - 1, d, explained[o] FROM unnest(directions) WITH ORDINALITY AS u(d, o);
+    UPDATE mrl.embedding_sets
+       SET rotation_version = rotation_version + 1, rotation_rows = fitted_rows,
+           rotation_fitted_at = clock_timestamp(), rotation_requested_at = NULL
+     WHERE id = s.id;
+    -- Rewrite the coarse vectors; rebuilding the index once is cheaper than updating it row by row.
+    idx := s.slug || '_coarse_hnsw';
+    EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', idx);
+    EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
+    EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', idx, s.vectors_table);
+END
+$fn$;
