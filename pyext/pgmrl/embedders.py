@@ -71,7 +71,9 @@ def resolve_local_model(config: EmbeddingConfig) -> Path:
 class SentenceTransformerEmbedder(Embedder):
     def __init__(self, config: EmbeddingConfig, device: str | None = None, batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the weight-loading bar is noise in a sidecar's log
         path = resolve_local_model(config)
         self.config = config
         self.batch_size = batch_size

@@ -1,0 +1,264 @@
+"""pgmrl command line. Every option can also come from a PGMRL_* environment variable (shown in --help)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+import psycopg
+
+from .errors import PgmrlError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _data_dir_option(f):
+    return click.option("--data-dir", envvar="PGMRL_DATA_DIR", type=click.Path(file_okay=False),
+                        help="Embedded server's data directory [env PGMRL_DATA_DIR; default: /var/lib/pgmrl/pgdata "
+                             "as root, else a per-user data folder].")(f)
+
+
+def _dsn_option(f):
+    return click.option("--dsn", envvar="PGMRL_DSN",
+                        help="PostgreSQL connection string [env PGMRL_DSN]. Default: the embedded server, if it "
+                             "runs (`pgmrl up`).")(f)
+
+
+def _server(data_dir):
+    from .server import EmbeddedServer, default_data_dir
+
+    return EmbeddedServer(data_dir or default_data_dir())
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    if dsn:
+        return dsn
+    server = _server(os.environ.get("PGMRL_DATA_DIR"))
+    if server.is_running():
+        return server.dsn()
+    raise PgmrlError("no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with `pgmrl up`")
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PgmrlError as exc:
+            raise click.ClickException(str(exc)) from None
+        except psycopg.Error as exc:
+            diag = exc.diag
+            msg = diag.message_primary or str(exc)
+            if diag.message_hint:
+                msg += f"\nhint: {diag.message_hint}"
+            if diag.sqlstate:
+                msg += f"\n(SQLSTATE {diag.sqlstate})"
+            raise click.ClickException(msg) from None
+
+
+@click.group(cls=_Cli, context_settings=CONTEXT)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="pgmrl")
+def cli(verbose):
+    """pgmrl keeps embeddings of PostgreSQL rows up to date and searches them in two stages:
+    a small Matryoshka-truncated vector for the HNSW search, the full vector for an exact re-rank.
+
+    \b
+    Start here:   pgmrl quickstart          (embedded server, sample data, search)
+    Keep it:      pgmrl up / pgmrl psql / pgmrl down
+    Your own DB:  pgmrl install --dsn ...;  pgmrl serve --dsn ...
+    """
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- embedded server ---------------------------------------------------------------------------------
+@cli.command()
+@_data_dir_option
+def up(data_dir):
+    """Start the embedded PostgreSQL + pgvector server (initialised on first use) and print its DSN."""
+    server = _server(data_dir)
+    dsn = server.start()
+    click.echo(f"embedded PostgreSQL running; data in {server.data_dir}")
+    click.echo(f"export PGMRL_DSN='{dsn}'")
+
+
+@cli.command()
+@_data_dir_option
+def down(data_dir):
+    """Stop the embedded server (its data stays)."""
+    server = _server(data_dir)
+    click.echo("stopped" if server.stop() else "not running")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@_data_dir_option
+@_dsn_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql(data_dir, dsn, psql_args):
+    """Open psql on the database (the embedded server unless --dsn). Extra arguments go to psql."""
+    server = _server(data_dir)
+    if dsn:
+        cmd = [server.psql_command()[0], dsn]
+    else:
+        if not server.is_running():
+            raise PgmrlError("the embedded server is not running: `pgmrl up` first (or pass --dsn)")
+        cmd = server.psql_command()
+    os.execv(cmd[0], cmd + list(psql_args))
+
+
+# -- schema ---------------------------------------------------------------------------------------------
+@cli.command()
+@_dsn_option
+@click.option("--print-sql", is_flag=True, help="Print the install script instead of running it (for psql -f).")
+@click.option("--vector-schema", default="public", show_default=True, help="With --print-sql: pgvector's schema.")
+def install(dsn, print_sql, vector_schema):
+    """Install or upgrade the `mrl` schema (idempotent; needs pgvector >= 0.7)."""
+    from . import sqlinstall
+
+    if print_sql:
+        click.echo(sqlinstall.build_script(vector_schema), nl=False)
+        return
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        applied = client.install()
+    click.echo(f"pgmrl schema installed; migrations applied now: {', '.join(applied) or 'none (already current)'}")
+
+
+# -- sets -------------------------------------------------------------------------------------------------
+@cli.command("create-set")
+@_dsn_option
+@click.argument("slug")
+@click.option("--table", required=True, help="Source table (schema-qualified if needed); needs a one-column primary key.")
+@click.option("--text", "text_column", required=True, help="Column to embed, or an expression such as \"title || ' ' || body\".")
+@click.option("--name", help="Human-readable name (default: the slug).")
+@click.option("--config", default="all-minilm-l6-v2", show_default=True, help="Embedding config (`pgmrl models`).")
+@click.option("--truncate-dim", type=int, help="Coarse dimension: an MRL dim of the model, or for other models the "
+                                               "size of the fitted rotation (e.g. 128). Omit for the model's default.")
+@click.option("--no-on-create", is_flag=True, help="Do not embed inserted rows automatically.")
+@click.option("--no-on-update", is_flag=True, help="Do not re-embed rows whose text changes.")
+def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_create, no_on_update):
+    """Create an embedding set SLUG over a table; existing rows are queued for the worker."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
+        vt = client.create_set(name or slug, slug, table, text_column, config=config, truncate_dim=truncate_dim,
+                               on_create=not no_on_create, on_update=not no_on_update)
+    click.echo(f"created set {slug}; vectors in {vt}. Run `pgmrl serve` to embed the queued rows.")
+
+
+@cli.command("drop-set")
+@_dsn_option
+@click.argument("slug")
+@click.confirmation_option(prompt="Drop the set, its triggers, queue and vectors?")
+def drop_set(dsn, slug):
+    """Drop an embedding set: its triggers, queue items and vectors (the source table stays)."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        client.drop_set(slug)
+    click.echo(f"dropped set {slug}")
+
+
+@cli.command()
+@_dsn_option
+@click.argument("slug", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(dsn, slug, as_json):
+    """Rows, embedded vectors, queued and failed items of each set (or of SLUG)."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        rows = client.status(slug)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo("no embedding sets yet (pgmrl create-set --help)")
+    for r in rows:
+        click.echo(f"{r['slug']}: {r['embedded']}/{r['rows']} rows embedded, {r['queued']} queued, {r['failed']} failed"
+                   f" | {r['config']}, coarse: {r['coarse_method']}"
+                   f"{'' if r['truncate_dim'] is None else ' ' + str(r['truncate_dim']) + '-d'}"
+                   f"{'' if r['oldest_queued_age'] is None else ' | oldest queued ' + str(r['oldest_queued_age'])}")
+
+
+@cli.command()
+@_dsn_option
+@click.argument("slug")
+def refit(dsn, slug):
+    """Fit the set's PCA rotation now and rewrite its coarse vectors (non-MRL models)."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        n = client.refit(slug)
+    click.echo(f"fitted the rotation of {slug} on {n} vectors" if n else f"{slug}: not enough vectors to fit yet")
+
+
+@cli.command()
+@_dsn_option
+@click.argument("slug")
+@click.argument("query")
+@click.option("-k", "--k", default=10, show_default=True, help="Results to return.")
+@click.option("--strategy", type=click.Choice(["two_stage", "exact", "coarse"]), default="two_stage", show_default=True)
+@click.option("--coarse-k", type=int, help="Stage-1 candidates (default: the set's, 100).")
+@click.option("--coarse-dim", type=int, help="Coarse dimension to search with (default: the set's).")
+def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim):
+    """Search set SLUG for QUERY (embedded here with the set's model)."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
+        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim), 1):
+            click.echo(f"{rank:3d}  {dist:.4f}  {id_}")
+
+
+# -- worker ------------------------------------------------------------------------------------------------
+@cli.command()
+@_dsn_option
+@click.option("--once", is_flag=True, help="Drain the queue, fit due rotations, then exit.")
+@click.option("--batch-size", default=64, show_default=True, envvar="PGMRL_BATCH_SIZE", help="Rows per embedding batch [env PGMRL_BATCH_SIZE].")
+@click.option("--poll-interval", default=5.0, show_default=True, envvar="PGMRL_POLL_INTERVAL",
+              help="Seconds between queue polls when no notification arrives [env PGMRL_POLL_INTERVAL].")
+@click.option("--max-attempts", default=5, show_default=True, envvar="PGMRL_MAX_ATTEMPTS",
+              help="Failed attempts before an item is dead-lettered [env PGMRL_MAX_ATTEMPTS].")
+@click.option("--device", envvar="PGMRL_DEVICE", help="Torch device for the model (cpu, cuda) [env PGMRL_DEVICE].")
+def serve(dsn, once, batch_size, poll_interval, max_attempts, device):
+    """Run the embedding sidecar: LISTEN for queued rows, embed them in batches, write the vectors.
+
+    SIGTERM or Ctrl-C finishes the current batch and exits. Run several for more throughput."""
+    from .worker import Worker
+
+    if batch_size < 1 or poll_interval <= 0 or max_attempts < 1:
+        raise click.BadParameter("--batch-size, --poll-interval and --max-attempts must be positive")
+    worker = Worker(resolve_dsn(dsn), batch_size=batch_size, poll_interval=poll_interval,
+                    max_attempts=max_attempts, device=device)
+    worker.install_signal_handlers()
+    if not once:
+        click.echo("pgmrl worker: waiting for queued rows (Ctrl-C to stop)", err=True)
+    n = worker.run(once=once)
+    click.echo(f"embedded {n} queue item(s); {worker.failed} failed attempt(s)", err=True)
+
+
+@cli.command()
+@_data_dir_option
+@click.option("--rows", default=2000, show_default=True, help="Sample documents to load (at most 2000 ship).")
+@click.option("--batch-size", default=64, show_default=True, help="Rows per embedding batch.")
+def quickstart(data_dir, rows, batch_size):
+    """Start the embedded server, load real sample data (Debian package descriptions), embed it and search.
+
+    Safe to run again: nothing is duplicated, and only what is missing is done."""
+    from .quickstart import run_quickstart
+
+    run_quickstart(_server(data_dir), rows=rows, batch_size=batch_size, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="pgmrl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
