@@ -91,7 +91,6 @@ class Worker:
         if set_id not in self._configs:
             name = self.conn.execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()[0]
             self._configs[set_id] = EmbeddingConfig.load(self.conn, name)
-            self.conn.commit()
         return self._embedder_for(self._configs[set_id])
 
     def _claim_and_embed(self, set_id: int, only_qids: list[int] | None = None) -> tuple[int, list[int]]:
@@ -127,7 +126,7 @@ class Worker:
             self.conn.execute("SELECT mrl._fail_items(%s, %s, %s)", (qids, error, self.max_attempts))
         self.failed += len(qids)
         log.warning("%d queue item(s) failed (%s); retried with backoff, dead-lettered after %d attempts",
-                    len(qids), type(exc).__name__, self.max_attempts)
+                    len(qids), error[:300], self.max_attempts)
 
     def process_batch(self, set_id: int) -> int:
         """Embeds one batch of a set; a failing batch is retried item by item so one bad row can't block others."""

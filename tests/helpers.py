@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (not fixtures)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def make_docs_table(conn, records, table: str = "docs") -> None:
+    conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, package text, summary text, body text, "
+                 "section text DEFAULT 'misc')")
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} (id, package, summary, body) VALUES (%s, %s, %s, %s)",
+                        [(i + 1, r["id"], r["query"], r["doc"]) for i, r in enumerate(records)])
+
+
+def check_invariant(conn, slug: str, text_expr: str, table: str = "docs") -> dict:
+    """The sync invariant: one vector per row with non-empty text, hash = md5(text); none otherwise; queue empty
+    apart from dead-lettered items. Returns counts; raises AssertionError with the offending keys."""
+    vt = conn.execute("SELECT mrl.vectors_table(%s)::text", (slug,)).fetchone()[0]
+    missing = conn.execute(
+        f"SELECT t.id FROM {table} t LEFT JOIN {vt} v ON v.id = t.id "
+        f"WHERE coalesce(({text_expr})::text, '') <> '' AND (v.id IS NULL OR v.content_hash <> md5(({text_expr})::text))"
+    ).fetchall()
+    extra = conn.execute(
+        f"SELECT v.id FROM {vt} v LEFT JOIN {table} t ON t.id = v.id "
+        f"WHERE t.id IS NULL OR coalesce(({text_expr})::text, '') = ''").fetchall()
+    queued = conn.execute("SELECT count(*) FROM mrl.queue q JOIN mrl.embedding_sets s ON s.id = q.set_id "
+                          "WHERE s.slug = %s AND NOT q.dead", (slug,)).fetchone()[0]
+    assert not missing, f"rows without a current vector: {missing[:10]}"
+    assert not extra, f"vectors that should not exist: {extra[:10]}"
+    assert queued == 0, f"{queued} items still queued"
+    return {"vectors": conn.execute(f"SELECT count(*) FROM {vt}").fetchone()[0]}
+
+
+def cosine(a, b) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))

@@ -1,0 +1,65 @@
+"""The versioned install: idempotent, recorded, the same through psql's script and through Python."""
+
+import psycopg
+
+from pgmrl import sqlinstall
+from pgmrl.client import Client
+
+from conftest import with_db
+
+
+def test_install_twice_is_a_noop(client):
+    assert client.install() == []  # the template already ran every migration
+    assert sqlinstall.installed_migrations(client.conn) == ["001_schema.sql"]
+    names = [r[0] for r in client.conn.execute("SELECT name FROM mrl.embedding_configs WHERE builtin ORDER BY name")]
+    assert names == ["all-minilm-l6-v2", "bge-large-en-v1.5", "e5-mistral-7b", "gte-large-en-v1.5",
+                     "multilingual-e5-large", "mxbai-embed-large-v1", "nomic-embed-text-v1.5"]
+
+
+def test_seeded_configs(client):
+    row = client.conn.execute("SELECT supports_mrl, matryoshka_dims, default_truncate_dim, query_prefix, "
+                              "document_prefix FROM mrl._config('nomic-embed-text')").fetchone()
+    assert row == (True, [768, 512, 256, 128, 64], 256, "search_query: ", "search_document: ")
+    assert client.conn.execute("SELECT dims, supports_mrl FROM mrl._config('all-minilm-l6-v2')").fetchone() == (384, False)
+
+
+def test_reinstall_keeps_vectors_and_user_configs(client):
+    conn = client.conn
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO t VALUES (1, 'a')")
+    conn.execute("SELECT mrl.create_embedding_set('T', 't', 't', 'body')")
+    conn.execute("INSERT INTO mrl_data.t VALUES (1, array_fill(0.1, ARRAY[384])::vector, NULL, md5('a'))")
+    conn.execute("INSERT INTO mrl.embedding_configs (name, model, dims) VALUES ('mine', '/models/mine', 8)")
+    conn.execute("UPDATE mrl.embedding_configs SET query_prefix = 'tampered' WHERE name = 'bge-large-en-v1.5'")
+    client.install()
+    conn = client.conn  # install() reconnects
+    assert conn.execute("SELECT count(*) FROM mrl_data.t").fetchone()[0] == 1
+    assert conn.execute("SELECT model FROM mrl.embedding_configs WHERE name = 'mine'").fetchone()[0] == "/models/mine"
+    assert conn.execute("SELECT query_prefix FROM mrl._config('bge-large-en-v1.5')").fetchone()[0].startswith("Represent")
+
+
+def test_printed_script_installs_a_fresh_database(server_dsn):
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS pgmrl_script_test")
+        conn.execute("CREATE DATABASE pgmrl_script_test")
+    dsn = with_db(server_dsn, "pgmrl_script_test")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            conn.execute(sqlinstall.build_script("public"))
+            conn.execute(sqlinstall.build_script("public"))  # twice: still fine
+            assert sqlinstall.installed_migrations(conn) == ["001_schema.sql"]
+            fns = {r[0] for r in conn.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'mrl'")}
+            assert {"create_embedding_set", "two_stage_search", "search", "vectors_table", "set_status",
+                    "refit_rotation", "drop_embedding_set"} <= fns
+            # every function pins its search_path
+            unpinned = conn.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'mrl' "
+                "AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']").fetchall()
+            assert unpinned == []
+        with Client(dsn) as c:  # and the Python install on top of it has nothing left to do
+            assert c.install() == []
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS pgmrl_script_test WITH (FORCE)")
