@@ -114,12 +114,14 @@ def psql(data_dir, dsn, psql_args):
 @_dsn_option
 @click.option("--print-sql", is_flag=True, help="Print the install script instead of running it (for psql -f).")
 @click.option("--vector-schema", default="public", show_default=True, help="With --print-sql: pgvector's schema.")
-def install(dsn, print_sql, vector_schema):
+@click.option("--plpython/--no-plpython", default=False, show_default=True,
+              help="With --print-sql: the server has plpython3u (SQL can call the sidecar).")
+def install(dsn, print_sql, vector_schema, plpython):
     """Install or upgrade the `mrl` schema (idempotent; needs pgvector >= 0.7)."""
     from . import sqlinstall
 
     if print_sql:
-        click.echo(sqlinstall.build_script(vector_schema), nl=False)
+        click.echo(sqlinstall.build_script(vector_schema, plpython), nl=False)
         return
     from .client import Client
 
@@ -219,28 +221,51 @@ def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim):
 # -- worker ------------------------------------------------------------------------------------------------
 @cli.command()
 @_dsn_option
-@click.option("--once", is_flag=True, help="Drain the queue, fit due rotations, then exit.")
+@click.option("--once", is_flag=True, help="Drain the queue, fit due rotations, then exit (no HTTP).")
 @click.option("--batch-size", default=64, show_default=True, envvar="PGMRL_BATCH_SIZE", help="Rows per embedding batch [env PGMRL_BATCH_SIZE].")
 @click.option("--poll-interval", default=5.0, show_default=True, envvar="PGMRL_POLL_INTERVAL",
               help="Seconds between queue polls when no notification arrives [env PGMRL_POLL_INTERVAL].")
 @click.option("--max-attempts", default=5, show_default=True, envvar="PGMRL_MAX_ATTEMPTS",
               help="Failed attempts before an item is dead-lettered [env PGMRL_MAX_ATTEMPTS].")
 @click.option("--device", envvar="PGMRL_DEVICE", help="Torch device for the model (cpu, cuda) [env PGMRL_DEVICE].")
-def serve(dsn, once, batch_size, poll_interval, max_attempts, device):
-    """Run the embedding sidecar: LISTEN for queued rows, embed them in batches, write the vectors.
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="PGMRL_HOST",
+              help="HTTP bind address [env PGMRL_HOST]; anything but loopback needs --token.")
+@click.option("--port", default=8765, show_default=True, envvar="PGMRL_PORT", help="HTTP port [env PGMRL_PORT].")
+@click.option("--token", envvar="PGMRL_TOKEN", help="Bearer token required by the HTTP API [env PGMRL_TOKEN].")
+@click.option("--advertise-url", envvar="PGMRL_ADVERTISE_URL",
+              help="URL the database uses to reach this sidecar (default http://HOST:PORT) [env PGMRL_ADVERTISE_URL].")
+@click.option("--no-http", is_flag=True, help="Run the worker only.")
+def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port, token, advertise_url, no_http):
+    """Run the embedding sidecar: the worker (LISTEN for queued rows, embed in batches, write the vectors) and the
+    HTTP server (POST /v1/embed for mrl.embed(), /api/v1/..., /healthz, /readyz, /metrics, /docs).
 
-    SIGTERM or Ctrl-C finishes the current batch and exits. Run several for more throughput."""
-    from .worker import Worker
+    It records its URL (and token) in mrl.settings so SQL can reach it. SIGTERM or Ctrl-C finishes the current
+    batch and exits. Run several for more throughput (one HTTP port each)."""
+    from .sidecar import run_sidecar
 
     if batch_size < 1 or poll_interval <= 0 or max_attempts < 1:
         raise click.BadParameter("--batch-size, --poll-interval and --max-attempts must be positive")
-    worker = Worker(resolve_dsn(dsn), batch_size=batch_size, poll_interval=poll_interval,
-                    max_attempts=max_attempts, device=device)
-    worker.install_signal_handlers()
     if not once:
-        click.echo("pgmrl worker: waiting for queued rows (Ctrl-C to stop)", err=True)
-    n = worker.run(once=once)
-    click.echo(f"embedded {n} queue item(s); {worker.failed} failed attempt(s)", err=True)
+        click.echo(f"pgmrl sidecar: worker waiting for queued rows"
+                   f"{'' if no_http else f'; HTTP on {host}:{port}'} (Ctrl-C to stop)", err=True)
+    worker = run_sidecar(resolve_dsn(dsn), host=host, port=port, token=token, advertise_url=advertise_url,
+                         http=not no_http, once=once, batch_size=batch_size, poll_interval=poll_interval,
+                         max_attempts=max_attempts, device=device)
+    click.echo(f"embedded {worker.processed} queue item(s); {worker.failed} failed attempt(s)", err=True)
+
+
+@cli.command()
+@_dsn_option
+@click.option("--sidecar-url", required=True, help="URL the database uses to reach the sidecar, e.g. http://10.0.0.5:8765.")
+@click.option("--token", envvar="PGMRL_TOKEN", help="The sidecar's bearer token [env PGMRL_TOKEN].")
+@click.option("--timeout", type=float, help="Seconds SQL waits for the sidecar (default 30).")
+def configure(dsn, sidecar_url, token, timeout):
+    """Tell the database where the sidecar is (for mrl.embed(), text searches and sync mode)."""
+    from .db import connect
+
+    with connect(resolve_dsn(dsn), autocommit=True) as conn:
+        conn.execute("SELECT mrl.configure_sidecar(%s, %s, %s)", (sidecar_url, token, timeout))
+    click.echo(f"the database now reaches the sidecar at {sidecar_url}")
 
 
 @cli.command()

@@ -53,7 +53,7 @@ class Client:
     # -- sets ---------------------------------------------------------------------------------------
     def create_set(self, name: str, slug: str, table: str, text_column: str, *, config: str = "all-minilm-l6-v2",
                    truncate_dim: int | None = None, on_create: bool = True, on_update: bool = True,
-                   coarse_method: str | None = None) -> str:
+                   coarse_method: str | None = None, mode: str = "async") -> str:
         """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table."""
         row = self.conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
         if row[0] is None:
@@ -63,8 +63,9 @@ class Client:
             (row[0],))]
         textexpr.validate(text_column, columns)
         return self.conn.execute(
-            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s)::text",
-            (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method)).fetchone()[0]
+            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s)::text",
+            (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method,
+             mode)).fetchone()[0]
 
     def set_exists(self, slug: str) -> bool:
         return self.conn.execute("SELECT 1 FROM mrl.embedding_sets WHERE slug = %s", (slug,)).fetchone() is not None

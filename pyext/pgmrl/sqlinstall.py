@@ -1,7 +1,8 @@
 """Installs and upgrades the `mrl` schema.
 
 sql/migrations/NNN_*.sql run once each (recorded in mrl.migrations); sql/functions/NNN_*.sql are idempotent
-(CREATE OR REPLACE) and run on every install. Both are concatenated into one script, so `pgmrl install` and a
+(CREATE OR REPLACE) and run on every install, merged by number with sql/plpython/ (servers with plpython3u:
+SQL can reach the sidecar) or sql/fallback/ (servers without it: the same functions explain what is missing). Both are concatenated into one script, so `pgmrl install` and a
 DBA piping `pgmrl install --print-sql` into psql do exactly the same thing.
 """
 
@@ -28,8 +29,9 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split(".")[:3] if x.isdigit())
 
 
-def build_script(vector_schema: str = "public") -> str:
-    """The whole install script; `vector_schema` is the schema the pgvector extension lives in."""
+def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
+    """The whole install script; `vector_schema` is the schema the pgvector extension lives in, `plpython` whether
+    the server has plpython3u (created beforehand)."""
     vec = sql.Identifier(vector_schema).as_string(None)
     out = [
         "-- pgmrl install script (generated). Safe to run again: migrations are recorded in mrl.migrations.",
@@ -50,7 +52,8 @@ def build_script(vector_schema: str = "public") -> str:
             f"INSERT INTO mrl.migrations (name) VALUES ('{name}');\n"
             f"END IF; END $pgmrl_run$;"
         )
-    for name, body in _files("functions"):
+    functions = sorted(_files("functions") + _files("plpython" if plpython else "fallback"))
+    for name, body in functions:
         out.append(f"-- {name}\n" + body.replace("@vec@", vec))
     return "\n\n".join(out) + "\n"
 
@@ -73,6 +76,20 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
     return schema
 
 
+def ensure_plpython(conn: psycopg.Connection) -> bool:
+    """Creates plpython3u when the server has it and we may; True when it is there."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'").fetchone():
+        return True
+    if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'plpython3u'").fetchone():
+        return False
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION plpython3u")
+    except psycopg.errors.InsufficientPrivilege:
+        return False  # a superuser must create it; the fallback functions say so
+    return True
+
+
 def install(conn: psycopg.Connection) -> list[str]:
     """Installs or upgrades the schema in one transaction; returns the migrations applied now."""
     with conn.transaction():
@@ -81,7 +98,7 @@ def install(conn: psycopg.Connection) -> list[str]:
         before = set()
         if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
-        conn.execute(build_script(schema))
+        conn.execute(build_script(schema, ensure_plpython(conn)))
         after = [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
     return [m for m in after if m not in before]
 

@@ -49,7 +49,7 @@ class Worker:
     def __init__(self, dsn: str, *, batch_size: int = 64, poll_interval: float = 5.0, max_attempts: int = 5,
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
-                 embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None):
+                 embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics=None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
@@ -62,6 +62,7 @@ class Worker:
         self._configs: dict[int, EmbeddingConfig] = {}
         self.conn: psycopg.Connection | None = None
         self.listen_conn: psycopg.Connection | None = None
+        self.metrics = metrics  # pgmrl.http.Metrics, shared with the HTTP server
         self.processed = 0
         self.failed = 0
 
@@ -125,11 +126,14 @@ class Worker:
         with self.conn.transaction():
             self.conn.execute("SELECT mrl._fail_items(%s, %s, %s)", (qids, error, self.max_attempts))
         self.failed += len(qids)
+        if self.metrics:
+            self.metrics.error(len(qids))
         log.warning("%d queue item(s) failed (%s); retried with backoff, dead-lettered after %d attempts",
                     len(qids), error[:300], self.max_attempts)
 
     def process_batch(self, set_id: int) -> int:
         """Embeds one batch of a set; a failing batch is retried item by item so one bad row can't block others."""
+        started = time.perf_counter()
         try:
             done, _ = self._claim_and_embed(set_id)
         except psycopg.OperationalError:
@@ -150,6 +154,8 @@ class Worker:
                     except Exception as item_exc:
                         self._fail([qid], item_exc)
         self.processed += done
+        if done and self.metrics:
+            self.metrics.batch(done, time.perf_counter() - started)
         if done and self.on_progress:
             self.on_progress(done)
         return done

@@ -46,7 +46,8 @@ CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
     truncate_dim int DEFAULT NULL,
     on_create bool DEFAULT true,
     on_update bool DEFAULT true,
-    coarse_method text DEFAULT NULL
+    coarse_method text DEFAULT NULL,
+    mode text DEFAULT 'async'
 )
 RETURNS regclass
 LANGUAGE plpgsql
@@ -84,7 +85,16 @@ BEGIN
         RAISE EXCEPTION '% is not a table', source USING ERRCODE = 'wrong_object_type',
               HINT = 'An embedding set is bound to an ordinary table with a primary key.';
     END IF;
+    IF mode IS NULL OR mode NOT IN ('async', 'sync') THEN
+        RAISE EXCEPTION 'unknown mode %', coalesce(quote_literal(mode), 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = '''async'' (default) queues changes for the sidecar; ''sync'' embeds inside the writing transaction (needs plpython3u and a running sidecar).';
+    END IF;
     c := mrl._config(config);
+    IF mode = 'sync' AND NOT mrl.sql_embedding_available() THEN
+        RAISE EXCEPTION 'sync mode needs the plpython3u extension, which this server does not have'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install postgresql-plpython3-NN and run `pgmrl install` again.';
+    END IF;
 
     SELECT count(*) INTO n_pk FROM pg_index i, unnest(i.indkey) WHERE i.indrelid = source AND i.indisprimary;
     IF n_pk = 0 THEN
@@ -139,9 +149,9 @@ BEGIN
 
     -- Storage. The key has the source key's type and follows it (cascade on delete and on key change).
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
-                                    coarse_method, on_create, on_update, vectors_table)
+                                    coarse_method, on_create, on_update, mode, vectors_table)
     VALUES (name, slug, source, pk_col, pk_typ, expr, c.name, c.dims, CASE WHEN method = 'none' THEN NULL ELSE tdim END,
-            method, on_create, on_update, 'mrl.embedding_sets'::regclass)
+            method, on_create, on_update, mode, 'mrl.embedding_sets'::regclass)
     RETURNING id INTO set_id;
 
     EXECUTE format(
@@ -161,11 +171,13 @@ BEGIN
 
     IF on_create THEN
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION mrl._queue_changes(%L)', 'mrl_' || slug || '_ins', source, set_id);
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || slug || '_ins', source,
+                       CASE WHEN mode = 'sync' THEN 'mrl._sync_changes' ELSE 'mrl._queue_changes' END, set_id);
     END IF;
     IF on_update THEN
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS mrl_old NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION mrl._queue_changes(%L)', 'mrl_' || slug || '_upd', source, set_id);
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || slug || '_upd', source,
+                       CASE WHEN mode = 'sync' THEN 'mrl._sync_changes' ELSE 'mrl._queue_changes' END, set_id);
     END IF;
 
     -- Backfill: queue every existing row with text.

@@ -35,6 +35,7 @@ CREATE TABLE mrl.embedding_sets (
     coarse_method         text NOT NULL CHECK (coarse_method IN ('none', 'prefix', 'rotation')),
     on_create             bool NOT NULL DEFAULT true,
     on_update             bool NOT NULL DEFAULT true,
+    mode                  text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'sync')),
     vectors_table         regclass NOT NULL,
     default_coarse_k      int  NOT NULL DEFAULT 100 CHECK (default_coarse_k > 0),
     rotation_min_rows     int  NOT NULL DEFAULT 1000 CHECK (rotation_min_rows > 0),
@@ -68,3 +69,12 @@ CREATE TABLE mrl.queue (
 );
 CREATE INDEX queue_pending_idx ON mrl.queue (set_id, qid) WHERE NOT dead;
 CREATE INDEX queue_set_id_idx ON mrl.queue (set_id, id);
+
+-- Where the database reaches the sidecar (mrl.embed, sync mode). Written by `pgmrl serve` / `pgmrl configure`.
+-- Holds the sidecar's token: readable by the owner only.
+CREATE TABLE mrl.settings (
+    key        text PRIMARY KEY,
+    value      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON mrl.settings FROM PUBLIC;

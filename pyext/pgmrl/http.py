@@ -1,0 +1,269 @@
+"""The sidecar's HTTP face: embeddings for SQL (mrl.embed via plpython3u) and apps, the REST API, health, metrics.
+
+Same process as the worker (`pgmrl serve`); binds 127.0.0.1 unless told otherwise, and then needs a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+import time
+from typing import Annotated, Literal
+
+import numpy as np
+import psycopg
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from . import __version__
+from .db import connect
+from .embedders import EmbeddingConfig, get_embedder, resolve_local_model
+from .errors import PgmrlError
+from .mrl import truncate
+
+MAX_TEXT = 100_000
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Metrics:
+    """Counters shared by the worker and the HTTP server, rendered in Prometheus text format."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rows_embedded = 0
+        self.batches = 0
+        self.batch_seconds = 0.0
+        self.errors = 0
+        self.http_embeds = 0
+
+    def batch(self, rows: int, seconds: float) -> None:
+        with self.lock:
+            self.rows_embedded += rows
+            self.batches += 1
+            self.batch_seconds += seconds
+
+    def error(self, n: int = 1) -> None:
+        with self.lock:
+            self.errors += n
+
+
+class _Db:
+    """One autocommit connection per server thread, reopened when it breaks."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.local = threading.local()
+
+    def conn(self) -> psycopg.Connection:
+        c = getattr(self.local, "conn", None)
+        if c is None or c.closed or c.broken:
+            c = self.local.conn = connect(self.dsn, autocommit=True, application_name="pgmrl http")
+        return c
+
+
+class EmbedRequest(BaseModel):
+    texts: list[Text] = Field(min_length=1, max_length=1024)
+    config: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "all-minilm-l6-v2"
+    kind: Literal["query", "document"] = "query"
+    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    format: Literal["json", "f32"] = "json"
+
+
+class AutoEmbedRules(BaseModel):
+    on_create: bool = True
+    on_update: bool = True
+
+
+class CreateSetRequest(BaseModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    slug: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    set_type: Literal["full"] = "full"
+    embedding_config_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "all-minilm-l6-v2"
+    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    auto_embed_rules: AutoEmbedRules = AutoEmbedRules()
+    source_table: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    text_column: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    mode: Literal["async", "sync"] = "async"
+
+
+def _status_of(exc: psycopg.Error) -> int:
+    state = exc.sqlstate or ""
+    if state == "42704":
+        return 404
+    if state in ("42710", "23505"):
+        return 409
+    if state[:2] in ("22", "42", "23", "0A"):
+        return 422
+    if state[:2] in ("08", "57") or isinstance(exc, psycopg.OperationalError):
+        return 503
+    return 500
+
+
+def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = None,
+               default_config: str = "all-minilm-l6-v2") -> FastAPI:
+    db = _Db(dsn)
+    metrics = metrics or Metrics()
+    configs: dict[str, tuple[float, EmbeddingConfig]] = {}
+
+    def authorise(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="pgmrl sidecar", version=__version__,
+                  description="Embeddings for PostgreSQL (mrl.embed) and apps; embedding configs, sets and search.")
+    app.state.metrics = metrics
+    app.state.default_config = default_config
+    auth = [Depends(authorise)]
+
+    @app.exception_handler(psycopg.Error)
+    async def _pg_error(request, exc: psycopg.Error):
+        diag = exc.diag
+        return JSONResponse({"detail": diag.message_primary or str(exc), "hint": diag.message_hint,
+                             "sqlstate": exc.sqlstate}, status_code=_status_of(exc))
+
+    @app.exception_handler(PgmrlError)
+    async def _pgmrl_error(request, exc: PgmrlError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def config(name: str) -> EmbeddingConfig:
+        hit = configs.get(name)
+        if hit and time.monotonic() - hit[0] < 60:
+            return hit[1]
+        cfg = EmbeddingConfig.load(db.conn(), name)
+        configs[name] = (time.monotonic(), cfg)
+        return cfg
+
+    def config_json(row: dict) -> dict:
+        out = dict(row)
+        out["params_millions"] = float(out["params_millions"]) if out["params_millions"] is not None else None
+        out.pop("created_at", None)
+        try:
+            resolve_local_model(EmbeddingConfig(row["name"], row["model"], row["provider"], row["dims"]))
+            out["available_offline"] = True
+        except PgmrlError:
+            out["available_offline"] = False
+        return out
+
+    def config_rows(where: str = "", params: tuple = ()) -> list[dict]:
+        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("SELECT * FROM mrl.embedding_configs " + where + " ORDER BY name", params).fetchall()
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    def readyz() -> Response:
+        problems = []
+        try:
+            if db.conn().execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
+                problems.append("the mrl schema is not installed (pgmrl install)")
+        except psycopg.Error as exc:
+            problems.append(f"database unreachable: {exc.__class__.__name__}")
+        if not getattr(app.state, "model_ready", False):
+            problems.append(f"model {default_config} not loaded yet")
+        body = {"status": "ready" if not problems else "not ready", "problems": problems}
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"], dependencies=auth)
+    def prometheus() -> str:
+        lines = []
+        rows = db.conn().execute("SELECT slug, queued, failed, extract(epoch FROM oldest_queued_age) "
+                                 "FROM mrl.queue_status ORDER BY slug").fetchall()
+        for name, help_, idx in (("pgmrl_queue_depth", "Queued items per set", 1),
+                                 ("pgmrl_queue_dead_items", "Dead-lettered items per set", 2),
+                                 ("pgmrl_queue_oldest_age_seconds", "Age of the oldest queued item", 3)):
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
+            lines += [f'{name}{{set="{r[0]}"}} {float(r[idx] or 0)}' for r in rows]
+        m = metrics
+        with m.lock:
+            lines += ["# HELP pgmrl_rows_embedded_total Rows embedded by this process's worker",
+                      "# TYPE pgmrl_rows_embedded_total counter", f"pgmrl_rows_embedded_total {m.rows_embedded}",
+                      "# HELP pgmrl_embed_batch_seconds Worker batch latency (embed + write)",
+                      "# TYPE pgmrl_embed_batch_seconds summary",
+                      f"pgmrl_embed_batch_seconds_sum {m.batch_seconds}", f"pgmrl_embed_batch_seconds_count {m.batches}",
+                      "# HELP pgmrl_errors_total Failed embedding attempts", "# TYPE pgmrl_errors_total counter",
+                      f"pgmrl_errors_total {m.errors}",
+                      "# HELP pgmrl_http_embed_requests_total Requests to /v1/embed",
+                      "# TYPE pgmrl_http_embed_requests_total counter", f"pgmrl_http_embed_requests_total {m.http_embeds}"]
+        return "\n".join(lines) + "\n"
+
+    @app.post("/v1/embed", tags=["embeddings"], dependencies=auth,
+              responses={200: {"content": {"application/octet-stream": {}}}, 404: {}, 422: {}})
+    def embed(req: EmbedRequest) -> Response:
+        cfg = config(req.config)
+        if req.truncate_dim is not None:
+            row = db.conn().execute("SELECT supports_mrl, matryoshka_dims FROM mrl._config(%s)", (req.config,)).fetchone()
+            if not row[0] or req.truncate_dim not in row[1]:
+                raise HTTPException(422, f"truncate_dim {req.truncate_dim} is not a Matryoshka dimension of {cfg.name}"
+                                         f" (valid: {row[1] or 'none, not an MRL model'})")
+        vectors = get_embedder(cfg).encode(req.texts, kind=req.kind)
+        if req.truncate_dim is not None:
+            vectors = truncate(vectors, req.truncate_dim)
+        with metrics.lock:
+            metrics.http_embeds += 1
+        if req.format == "f32":
+            return Response(np.ascontiguousarray(vectors, dtype="<f4").tobytes(), media_type="application/octet-stream",
+                            headers={"X-Dims": str(vectors.shape[1]), "X-Count": str(vectors.shape[0])})
+        return JSONResponse({"config": cfg.name, "kind": req.kind, "dims": int(vectors.shape[1]),
+                             "vectors": vectors.tolist()})
+
+    @app.get("/api/v1/embedding-configs", tags=["configs"], dependencies=auth)
+    def list_configs() -> list[dict]:
+        return [config_json(r) for r in config_rows()]
+
+    @app.get("/api/v1/embedding-configs/{name}", tags=["configs"], dependencies=auth, responses={404: {}})
+    def get_config(name: Annotated[str, StringConstraints(max_length=200)]) -> dict:
+        rows = config_rows("WHERE name = (mrl._config(%s)).name", (name,))
+        return config_json(rows[0])
+
+    @app.post("/api/v1/embedding-sets", tags=["sets"], status_code=201, dependencies=auth,
+              responses={404: {}, 409: {}, 422: {}})
+    def create_set(req: CreateSetRequest) -> dict:
+        from .client import Client
+
+        with Client(dsn) as client:
+            client.create_set(req.name, req.slug, req.source_table, req.text_column, config=req.embedding_config_id,
+                              truncate_dim=req.truncate_dim, on_create=req.auto_embed_rules.on_create,
+                              on_update=req.auto_embed_rules.on_update, mode=req.mode)
+            return client.status(req.slug)[0] | {"name": req.name, "set_type": req.set_type}
+
+    @app.get("/api/v1/embedding-sets/{slug}", tags=["sets"], dependencies=auth, responses={404: {}})
+    def get_set(slug: Annotated[str, StringConstraints(max_length=200)]) -> dict:
+        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("SELECT * FROM mrl.set_status(%s)", (slug,)).fetchone()
+
+    @app.get("/api/v1/search", tags=["search"], dependencies=auth, responses={404: {}, 422: {}})
+    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)],
+               set: Annotated[str, Query(min_length=1, max_length=200)],
+               strategy: Literal["two_stage", "exact", "coarse"] = "two_stage",
+               k: Annotated[int, Query(ge=1, le=10000)] = 10,
+               coarse_k: Annotated[int | None, Query(ge=1, le=100000)] = None,
+               coarse_dim: Annotated[int | None, Query(ge=1, le=16000)] = None) -> dict:
+        t0 = time.perf_counter()
+        conn = db.conn()
+        name = conn.execute("SELECT (mrl._set(%s)).config", (set,)).fetchone()[0]
+        vec = get_embedder(config(name)).encode([q], kind="query")[0]
+        t1 = time.perf_counter()
+        rows = conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s)",
+                            (set, vec, k, strategy, coarse_k, coarse_dim)).fetchall()
+        t2 = time.perf_counter()
+        return {"set": set, "strategy": strategy, "k": k, "ids": [r[0] for r in rows],
+                "distances": [r[1] for r in rows], "results": [{"id": r[0], "distance": r[1]} for r in rows],
+                "timings_ms": {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}}
+
+    return app

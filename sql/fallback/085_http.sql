@@ -1,0 +1,14 @@
+-- Installed when the server has no plpython3u: SQL cannot reach the sidecar, and says how to search instead.
+CREATE OR REPLACE FUNCTION mrl._http_embed(texts text[], config text, kind text)
+RETURNS @vec@.vector[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'embedding text from SQL needs the plpython3u extension, which this server does not have'
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Search with a query vector instead: mrl.two_stage_search(slug, query_vector), with the vector from '
+                     '`pgmrl search` / pgmrl.Client.embed() or the sidecar (POST /v1/embed, GET /api/v1/search). '
+                     'To enable: install postgresql-plpython3-NN, then run `pgmrl install` again.';
+END
+$fn$;
