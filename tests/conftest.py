@@ -111,3 +111,51 @@ def corpus_vectors():
         pytest.skip(f"precomputed vectors not found in {SHARED_DATA}")
     return (np.load(docs, mmap_mode="r")[:12000].astype(np.float32),
             np.load(queries, mmap_mode="r")[:12000].astype(np.float32))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sidecar(dsn, embedder):
+    """Starts `pgmrl serve` (worker + HTTP) in this process on a free port; returns a starter taking options."""
+    import threading
+
+    from pgmrl.sidecar import run_sidecar
+
+    running = []
+
+    def start(**kwargs):
+        port = free_port()
+        stop, started = threading.Event(), threading.Event()
+        kwargs.setdefault("poll_interval", 0.2)
+        thread = threading.Thread(target=run_sidecar, args=(kwargs.pop("dsn", dsn),),
+                                  kwargs={"port": port, "stop_event": stop, "started": started, **kwargs}, daemon=True)
+        thread.start()
+        assert started.wait(30), "sidecar did not start"
+        running.append((stop, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(30)
+
+
+def server_has_plpython(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT mrl.sql_embedding_available()").fetchone()[0]
+
+
+@pytest.fixture
+def plpython(dsn):
+    """Skips without plpython3u, except where PGMRL_REQUIRE_PLPYTHON=1 (CI's system server): there it fails."""
+    if not server_has_plpython(dsn):
+        if os.environ.get("PGMRL_REQUIRE_PLPYTHON") == "1":
+            pytest.fail("PGMRL_REQUIRE_PLPYTHON=1 but this server has no plpython3u")
+        pytest.skip("this server has no plpython3u (run against the system server: scripts/setup-system-postgres.sh)")

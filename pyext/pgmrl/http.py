@@ -64,12 +64,22 @@ class _Db:
     def __init__(self, dsn: str):
         self.dsn = dsn
         self.local = threading.local()
+        self.lock = threading.Lock()
+        self.opened: list[psycopg.Connection] = []
 
     def conn(self) -> psycopg.Connection:
         c = getattr(self.local, "conn", None)
         if c is None or c.closed or c.broken:
             c = self.local.conn = connect(self.dsn, autocommit=True, application_name="pgmrl http")
+            with self.lock:
+                self.opened = [o for o in self.opened if not o.closed] + [c]
         return c
+
+    def close_all(self) -> None:
+        with self.lock:
+            for c in self.opened:
+                c.close()
+            self.opened = []
 
 
 class EmbedRequest(BaseModel):
@@ -126,6 +136,7 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
     app = FastAPI(title="pgmrl sidecar", version=__version__,
                   description="Embeddings for PostgreSQL (mrl.embed) and apps; embedding configs, sets and search.")
     app.state.metrics = metrics
+    app.state.db = db
     app.state.default_config = default_config
     auth = [Depends(authorise)]
 

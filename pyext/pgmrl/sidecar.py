@@ -41,7 +41,8 @@ def record_url(dsn: str, url: str, token: str | None) -> bool:
 def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
                 advertise_url: str | None = None, http: bool = True, once: bool = False,
                 default_config: str = "all-minilm-l6-v2", started: threading.Event | None = None,
-                stop_event: threading.Event | None = None, **worker_kwargs) -> Worker:
+                stop_event: threading.Event | None = None, work: bool = True, **worker_kwargs) -> Worker:
+    """Runs until SIGTERM/SIGINT (or stop_event). work=False serves HTTP only (no queue worker)."""
     import uvicorn
 
     if http and not once:
@@ -84,8 +85,12 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
     if started:
         started.set()
     try:
-        worker.run(once=False)
+        if work:
+            worker.run(once=False)
+        else:
+            worker.stop.wait()
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        app.state.db.close_all()
     return worker

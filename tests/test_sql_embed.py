@@ -1,0 +1,112 @@
+"""Text from SQL: mrl.embed() through the sidecar (plpython3u), text searches, sync mode."""
+
+import time
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+
+from pgmrl.db import to_numpy
+
+from conftest import free_port, server_has_plpython
+from helpers import check_invariant, cosine, make_docs_table
+
+N = 1500
+
+
+@pytest.fixture
+def docs_set(client, corpus, corpus_vectors):
+    make_docs_table(client.conn, corpus[:N])
+    client.create_set("Docs", "docs", "docs", "body", truncate_dim=128)
+    client.load_vectors("docs", list(range(1, N + 1)), corpus_vectors[0][:N])
+    client.refit("docs")
+    return client
+
+
+def test_text_search_in_sql_matches_vector_search(plpython, docs_set, sidecar, embedder):
+    url = sidecar()
+    conn = docs_set.conn
+    assert conn.execute("SELECT count(*) FROM mrl.two_stage_search('docs', 'some words', k => 10)").fetchone()[0] == 10
+    by_text = conn.execute("SELECT id FROM mrl.two_stage_search('docs', 'web browser', k => 10)").fetchall()
+    by_vec = conn.execute("SELECT id FROM mrl.two_stage_search('docs', mrl.embed('web browser'), k => 10)").fetchall()
+    assert by_text == by_vec and len(by_text) == 10
+    exact = conn.execute("SELECT id FROM mrl.search('docs', 'web browser', k => 10, strategy => 'exact')").fetchall()
+    assert len(exact) == 10
+
+    sql_vec = to_numpy(conn.execute("SELECT mrl.embed('web browser')").fetchone()[0])
+    http_vec = np.array(httpx.post(f"{url}/v1/embed", json={"texts": ["web browser"]}).json()["vectors"][0])
+    st_vec = embedder.model.encode("web browser", normalize_embeddings=True)
+    assert cosine(sql_vec, http_vec) >= 0.999 and cosine(sql_vec, st_vec) >= 0.999
+
+
+def test_prefixes_follow_the_kind(plpython, client, sidecar, embedder):
+    sidecar()
+    conn = client.conn
+    conn.execute("INSERT INTO mrl.embedding_configs (name, model, dims, query_prefix, document_prefix) VALUES "
+                 "('prefixed', 'sentence-transformers/all-MiniLM-L6-v2', 384, 'query: ', 'passage: ')")
+    q = to_numpy(conn.execute("SELECT mrl.embed('rust compiler', 'prefixed')").fetchone()[0])
+    d = to_numpy(conn.execute("SELECT mrl.embed('rust compiler', 'prefixed', 'document')").fetchone()[0])
+    assert cosine(q, embedder.model.encode("query: rust compiler", normalize_embeddings=True)) >= 0.999
+    assert cosine(d, embedder.model.encode("passage: rust compiler", normalize_embeddings=True)) >= 0.999
+
+
+def test_sync_mode_is_searchable_at_commit(plpython, client, sidecar, corpus, embedder):
+    sidecar(work=False)  # HTTP only: no worker drains the queue
+    conn = client.conn
+    make_docs_table(conn, corpus[:5])
+    client.create_set("Docs", "docs", "docs", "body", mode="sync")
+    text = corpus[100]["doc"]
+    with psycopg.connect(client.dsn) as writer:
+        writer.execute("INSERT INTO docs (id, body) VALUES (500, %s)", (text,))
+        writer.commit()
+        hit = writer.execute("SELECT id FROM mrl.search('docs', %s, k => 1, strategy => 'exact')",
+                             (corpus[100]["query"],)).fetchone()
+    assert hit == ("500",)
+    emb = to_numpy(conn.execute("SELECT embedding FROM mrl_data.docs WHERE id = 500").fetchone()[0])
+    assert cosine(emb, embedder.model.encode(text, normalize_embeddings=True)) >= 0.999
+    conn.execute("UPDATE docs SET body = 'changed text' WHERE id = 500")
+    conn.execute("UPDATE docs SET body = NULL WHERE id = 500")
+    assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE id = 500").fetchone()[0] == 0
+
+
+def test_sidecar_down_is_a_clear_bounded_error(plpython, client, corpus):
+    conn = client.conn
+    port = free_port()  # nothing listens there
+    conn.execute("SELECT mrl.configure_sidecar(%s, NULL, 3)", (f"http://127.0.0.1:{port}",))
+    t = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as info:
+        conn.execute("SELECT mrl.embed('hello')")
+    assert time.monotonic() - t < 10
+    assert f"127.0.0.1:{port} is not reachable" in info.value.diag.message_primary
+    assert "pgmrl serve" in info.value.diag.message_hint
+    # sync mode: the write fails, nothing half-done
+    make_docs_table(conn, [])
+    client.create_set("Docs", "docs", "docs", "body", mode="sync")
+    with pytest.raises(psycopg.OperationalError, match="not reachable"):
+        conn.execute("INSERT INTO docs (id, body) VALUES (1, 'x')")
+    assert conn.execute("SELECT count(*) FROM docs").fetchone()[0] == 0
+
+
+def test_wrong_token_from_sql(plpython, client, sidecar):
+    sidecar(token="s3cret")  # records its URL and token
+    conn = client.conn
+    assert conn.execute("SELECT vector_dims(mrl.embed('hi'))").fetchone()[0] == 384
+    conn.execute("UPDATE mrl.settings SET value = 'wrong' WHERE key = 'sidecar_token'")
+    with pytest.raises(psycopg.Error, match="refused the token"):
+        conn.execute("SELECT mrl.embed('hi')")
+
+
+def test_without_plpython_sql_says_how_to_search(client, dsn):
+    if server_has_plpython(dsn):
+        pytest.skip("this server has plpython3u")
+    conn = client.conn
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+    conn.execute("SELECT mrl.create_embedding_set('T', 't', 't', 'body')")
+    for sql in ("SELECT mrl.embed('hello')", "SELECT * FROM mrl.two_stage_search('t', 'hello')"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+            conn.execute(sql)
+        assert "plpython3u" in info.value.diag.message_primary
+        assert "query vector" in info.value.diag.message_hint
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="sync mode needs the plpython3u"):
+        conn.execute("SELECT mrl.create_embedding_set('T2', 't2', 't', 'body', mode => 'sync')")
