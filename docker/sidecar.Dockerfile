@@ -12,5 +12,7 @@ RUN pip install --no-cache-dir -c constraints.txt . \
  && useradd --system --no-create-home pgmrl
 USER pgmrl
 ENV HF_HUB_OFFLINE=1
-ENTRYPOINT ["pgmrl"]
+
+# Install the schema on start-up (idempotent), then serve.
+ENTRYPOINT ["sh", "-c", "pgmrl install && exec pgmrl \"$@\"", "pgmrl"]
 CMD ["serve"]
