@@ -1,5 +1,6 @@
 """The sidecar's HTTP API: the REST contract, auth, health, metrics, and schemathesis over the OpenAPI."""
 
+import os
 import subprocess
 import sys
 
@@ -101,11 +102,20 @@ def test_auth_health_and_metrics(dsn, embedder):
 
 
 def test_readyz_reports_a_missing_schema(server_dsn):
-    app = create_app(server_dsn)  # maintenance database: pgmrl not installed there
+    import psycopg
+
+    from conftest import with_db
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS pgmrl_empty_test")
+        conn.execute("CREATE DATABASE pgmrl_empty_test")  # pgmrl not installed there
+    app = create_app(with_db(server_dsn, "pgmrl_empty_test"))
     app.state.model_ready = True
     with TestClient(app) as tc:
         r = tc.get("/readyz")
     app.state.db.close_all()
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE pgmrl_empty_test WITH (FORCE)")
     assert r.status_code == 503 and "pgmrl install" in r.json()["problems"][0]
 
 
@@ -146,7 +156,7 @@ def test_openapi_no_server_errors(dsn, embedder, corpus):
     try:
         for operation in operations:
             @given(case=operation.as_strategy())
-            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @settings(max_examples=int(os.environ.get("PGMRL_FUZZ_EXAMPLES", "25")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
             def check(case):
                 case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error])
 

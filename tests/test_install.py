@@ -7,10 +7,12 @@ from pgmrl.client import Client
 
 from conftest import with_db
 
+MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql"]
+
 
 def test_install_twice_is_a_noop(client):
     assert client.install() == []  # the template already ran every migration
-    assert sqlinstall.installed_migrations(client.conn) == ["001_schema.sql"]
+    assert sqlinstall.installed_migrations(client.conn) == MIGRATIONS
     names = [r[0] for r in client.conn.execute("SELECT name FROM mrl.embedding_configs WHERE builtin ORDER BY name")]
     assert names == ["all-minilm-l6-v2", "bge-large-en-v1.5", "e5-mistral-7b", "gte-large-en-v1.5",
                      "multilingual-e5-large", "mxbai-embed-large-v1", "nomic-embed-text-v1.5"]
@@ -48,7 +50,7 @@ def test_printed_script_installs_a_fresh_database(server_dsn):
             conn.execute("CREATE EXTENSION vector")
             conn.execute(sqlinstall.build_script("public"))
             conn.execute(sqlinstall.build_script("public"))  # twice: still fine
-            assert sqlinstall.installed_migrations(conn) == ["001_schema.sql"]
+            assert sqlinstall.installed_migrations(conn) == MIGRATIONS
             fns = {r[0] for r in conn.execute(
                 "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'mrl'")}
             assert {"create_embedding_set", "two_stage_search", "search", "vectors_table", "set_status",
@@ -63,3 +65,25 @@ def test_printed_script_installs_a_fresh_database(server_dsn):
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS pgmrl_script_test WITH (FORCE)")
+
+
+def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus_vectors):
+    """A database at migration 001 (as the first release left it) is upgraded in place by `pgmrl install`."""
+    from helpers import make_docs_table
+
+    conn = client.conn
+    make_docs_table(conn, corpus[:50])
+    client.create_set("Docs", "docs", "docs", "body")
+    client.load_vectors("docs", list(range(1, 51)), corpus_vectors[0][:50])
+    before = conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs ORDER BY id").fetchall()
+    # back to the 001 layout: what 002 added is not there yet
+    conn.execute("DROP VIEW mrl.failed_items")
+    conn.execute("ALTER TABLE mrl.queue DROP COLUMN failed_at")
+    conn.execute("ALTER TABLE mrl_data.docs DROP COLUMN truncated")
+    conn.execute("DELETE FROM mrl.migrations WHERE name = '002_dead_letters_truncation.sql'")
+    assert client.install() == ["002_dead_letters_truncation.sql"]
+    conn = client.conn
+    assert conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs ORDER BY id").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE NOT truncated").fetchone()[0] == 50
+    assert conn.execute("SELECT count(*) FROM mrl.failed_items").fetchone()[0] == 0
+    assert client.install() == []

@@ -81,6 +81,9 @@ def test_update_while_embedding_is_not_lost(client, dsn, embedder, corpus):
                     other.execute("UPDATE docs SET body = 'rewritten while the worker was busy' WHERE id = 2")
             return embedder.encode(texts, kind)
 
+        def truncated(self, texts, kind="document"):
+            return embedder.truncated(texts, kind)
+
     w = Worker(dsn, embedder_for=lambda cfg: Racing())
     w.run(once=True)
     assert fired.is_set()

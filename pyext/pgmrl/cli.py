@@ -190,6 +190,27 @@ def status(dsn, slug, as_json):
 
 @cli.command()
 @_dsn_option
+@click.argument("slug", required=False)
+@click.option("--retry", is_flag=True, help="Put SLUG's dead-lettered items back in the queue.")
+def failed(dsn, slug, retry):
+    """List dead-lettered items (rows that failed --max-attempts times) with their last error; --retry re-queues."""
+    from .client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        if retry:
+            if not slug:
+                raise click.UsageError("--retry needs a SLUG")
+            click.echo(f"re-queued {client.retry_failed(slug)} item(s) of {slug}")
+            return
+        rows = client.failed_items(slug)
+    if not rows:
+        click.echo("no dead-lettered items")
+    for r in rows:
+        click.echo(f"{r['slug']} id={r['id']} attempts={r['attempts']} failed_at={r['failed_at']}: {r['last_error']}")
+
+
+@cli.command()
+@_dsn_option
 @click.argument("slug")
 def refit(dsn, slug):
     """Fit the set's PCA rotation now and rewrite its coarse vectors (non-MRL models)."""

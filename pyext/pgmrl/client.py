@@ -82,6 +82,14 @@ class Client:
             out.append(dict(zip(names, cur.fetchone())))
         return out
 
+    def failed_items(self, slug: str | None = None) -> list[dict]:
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("SELECT slug, id, attempts, last_error, queued_at, failed_at FROM mrl.failed_items "
+                           "WHERE %(slug)s::text IS NULL OR slug = %(slug)s ORDER BY qid", {"slug": slug}).fetchall()
+
+    def retry_failed(self, slug: str) -> int:
+        return self.conn.execute("SELECT mrl.retry_failed(%s)", (slug,)).fetchone()[0]
+
     def refit(self, slug: str) -> int:
         """Fits the set's rotation now (instead of waiting for the sidecar); returns the vectors used."""
         from .worker import fit_set_rotation

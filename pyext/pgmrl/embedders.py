@@ -17,6 +17,9 @@ import numpy as np
 from .errors import PgmrlError
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Texts are cut to this many characters before tokenising (far beyond any model's window; bounds the cost of a
+# pathological row). Such texts, like those longer than the model's token window, are flagged as truncated.
+MAX_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,15 @@ class Embedder:
     def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
         raise NotImplementedError
 
+    def truncated(self, texts: list[str], kind: str = "document") -> list[bool]:
+        """Which texts are longer than what the model reads (their vectors cover the beginning only)."""
+        return [len(t) > MAX_CHARS for t in texts]
+
     def _prefixed(self, texts: list[str], kind: str) -> list[str]:
         if kind not in ("query", "document"):
             raise PgmrlError(f"kind must be 'query' or 'document', got {kind!r}")
         prefix = self.config.query_prefix if kind == "query" else self.config.document_prefix
-        return [prefix + t for t in texts] if prefix else list(texts)
+        return [prefix + t[:MAX_CHARS] for t in texts]
 
 
 def resolve_local_model(config: EmbeddingConfig) -> Path:
@@ -83,6 +90,13 @@ class SentenceTransformerEmbedder(Embedder):
         if dims != config.dims:
             raise PgmrlError(f"model at {path} gives {dims}-d vectors but config {config.name} says {config.dims}")
         self._lock = threading.Lock()  # one encode at a time per model (worker and HTTP share it)
+
+    def truncated(self, texts: list[str], kind: str = "document") -> list[bool]:
+        limit = self.model.max_seq_length
+        with self._lock:
+            ids = self.model.tokenizer(self._prefixed(texts, kind), add_special_tokens=True, truncation=False,
+                                       verbose=False)["input_ids"]
+        return [len(i) > limit or len(t) > MAX_CHARS for i, t in zip(ids, texts)]
 
     def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
         if not texts:

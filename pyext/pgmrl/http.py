@@ -109,6 +109,8 @@ class CreateSetRequest(BaseModel):
 
 def _status_of(exc: psycopg.Error) -> int:
     state = exc.sqlstate or ""
+    if not state and isinstance(exc, psycopg.DataError):
+        return 422  # refused by the driver before reaching the server (e.g. a NUL character)
     if state == "42704":
         return 404
     if state in ("42710", "23505"):

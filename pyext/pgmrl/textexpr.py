@@ -21,7 +21,7 @@ def validate(text_column: str, columns: list[str]) -> None:
         return
     try:
         parsed = sqlglot.parse(f"SELECT {text_column}", read="postgres")
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise PgmrlError(f"text expression {text_column!r} does not parse: {str(exc).splitlines()[0]}") from exc
     if len(parsed) != 1 or parsed[0] is None:
         raise PgmrlError(f"text expression {text_column!r} holds more than one statement: give one expression")

@@ -112,13 +112,19 @@ class Worker:
             texts = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl._fetch_texts(%s, %s)",
                                  (set_id, ids)).fetchall()
             todo = [(i, body, h) for i, body, h, stored in texts if body and h != stored]
+            texts = [t[1] for t in todo]
             try:
-                vectors = self._embedder(set_id).encode([t[1] for t in todo], kind="document") if todo else []
+                embedder = self._embedder(set_id)
+                vectors = embedder.encode(texts, kind="document") if todo else []
+                truncated = embedder.truncated(texts) if todo else []
             except Exception as exc:
                 exc.qids = qids  # type: ignore[attr-defined]
                 raise
-            conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s)",
-                         (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors)))
+            if any(truncated):
+                log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",
+                         set_id, sum(truncated))
+            conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s, %s)",
+                         (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors), truncated))
         return len(rows), qids
 
     def _fail(self, qids: list[int], exc: Exception) -> None:
@@ -136,6 +142,9 @@ class Worker:
         started = time.perf_counter()
         try:
             done, _ = self._claim_and_embed(set_id)
+        except psycopg.errors.TransactionRollback as exc:  # deadlock or serialization failure: just try again
+            log.info("batch rolled back (%s); retrying", exc.sqlstate)
+            return 0
         except psycopg.OperationalError:
             raise
         except Exception as exc:  # the model or a row failed: isolate the culprits

@@ -160,13 +160,19 @@ BEGIN
              embedding @vec@.vector(%s) NOT NULL,
              coarse @vec@.halfvec%s,
              content_hash text NOT NULL,
-             embedded_at timestamptz NOT NULL DEFAULT now())',
+             embedded_at timestamptz NOT NULL DEFAULT now(),
+             truncated bool NOT NULL DEFAULT false)',
         vname, pk_typ, source, pk_col, c.dims, CASE WHEN method = 'none' THEN '' ELSE format('(%s)', tdim) END);
     vt := vname::regclass;
     IF method <> 'none' THEN
         EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);
     END IF;
     EXECUTE format('COMMENT ON TABLE %s IS %L', vt, format('pgmrl vectors of embedding set %s (%s)', slug, c.name));
+    -- The worker role (created by `pgmrl install` when allowed) reads the source and writes the vectors.
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgmrl_worker') THEN
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pgmrl_worker', vt);
+        EXECUTE format('GRANT SELECT ON %s TO pgmrl_worker', source);
+    END IF;
     UPDATE mrl.embedding_sets SET vectors_table = vt WHERE id = set_id;
 
     IF on_create THEN

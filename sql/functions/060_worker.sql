@@ -11,6 +11,11 @@ DECLARE
     s mrl.embedding_sets;
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _fetch_texts.set_id;
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
+        RAISE EXCEPTION 'the source table of embedding set "%" was dropped', s.slug
+            USING ERRCODE = 'undefined_table',
+                  HINT = format('Drop the set with SELECT mrl.drop_embedding_set(%L), or recreate it on the new table.', s.slug);
+    END IF;
     RETURN QUERY EXECUTE format(
         'SELECT k.id, x.body, md5(x.body), v.content_hash
            FROM unnest($1) AS k(id)
@@ -24,8 +29,11 @@ $fn$;
 -- Writes a batch: vectors whose source text still has the hash they were computed from
 -- (a text changed meanwhile was queued again by its UPDATE and is embedded later),
 -- removes vectors of keys whose text is now NULL or empty, and deletes the claimed queue rows.
+-- Source rows are KEY SHARE-locked first, in key order: a concurrent DELETE (which cascades to the vectors)
+-- then either finishes before or waits after, and never deadlocks with the worker; text UPDATEs never wait.
+DROP FUNCTION IF EXISTS mrl._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
 CREATE OR REPLACE FUNCTION mrl._apply_batch(set_id int, qids bigint[], ids text[], hashes text[],
-                                            embeddings @vec@.vector[])
+                                            embeddings @vec@.vector[], truncated bool[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -33,32 +41,39 @@ AS $fn$
 DECLARE
     s mrl.embedding_sets;
     written bigint := 0;
+    keys text[];
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _apply_batch.set_id FOR SHARE;
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
+    SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
+    keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
+                   s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
     IF coalesce(array_length(ids, 1), 0) > 0 THEN
         EXECUTE format(
-            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at)
-             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp()
-               FROM unnest($1, $2, $3) AS b(id, hash, embedding)
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
+             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
+               FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
                JOIN (SELECT %2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM %4$s WHERE %2$I = ANY ($1::%5$s[])) x
                  ON x.mrl_key = b.id::%5$s AND x.mrl_hash = b.hash
+              ORDER BY x.mrl_key
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
-                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at',
+                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at,
+                 truncated = EXCLUDED.truncated',
             s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
             CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
-            USING ids, hashes, embeddings, s.id;
+            USING ids, hashes, embeddings, s.id,
+                  coalesce(truncated, array_fill(false, ARRAY[array_length(ids, 1)]));
         GET DIAGNOSTICS written = ROW_COUNT;
     END IF;
-    -- Texts that became NULL or empty lose their vector. Keys are those of the claimed queue rows.
+    -- Texts that became NULL or empty lose their vector.
     EXECUTE format(
         'DELETE FROM %1$s v USING (SELECT %2$I AS mrl_key FROM %4$s
-                                    WHERE %2$I = ANY ((SELECT array_agg(q.id) FROM mrl.queue q WHERE q.qid = ANY ($1))::%5$s[])
-                                      AND coalesce((%3$s)::text, '''') = '''') x
+                                    WHERE %2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x
           WHERE v.id = x.mrl_key',
-        s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING qids;
+        s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys;
     DELETE FROM mrl.queue WHERE qid = ANY (qids);
     RETURN written;
 END
@@ -74,6 +89,33 @@ AS $fn$
        SET attempts = attempts + 1,
            last_error = left(error, 2000),
            next_attempt_at = clock_timestamp() + least(interval '1 second' * power(2, attempts + 1), interval '10 minutes'),
-           dead = attempts + 1 >= max_attempts
+           dead = attempts + 1 >= max_attempts,
+           failed_at = CASE WHEN attempts + 1 >= max_attempts THEN clock_timestamp() END
      WHERE qid = ANY (qids)
+$fn$;
+
+-- Dead-lettered items, with their last error.
+CREATE OR REPLACE VIEW mrl.failed_items AS
+SELECT e.slug, q.id, q.attempts, q.last_error, q.queued_at, q.failed_at, q.qid
+  FROM mrl.queue q JOIN mrl.embedding_sets e ON e.id = q.set_id
+ WHERE q.dead;
+
+-- Puts a set's dead-lettered items back in the queue (attempts reset). Returns how many.
+CREATE OR REPLACE FUNCTION mrl.retry_failed(set_slug text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+    n bigint;
+BEGIN
+    UPDATE mrl.queue SET dead = false, attempts = 0, next_attempt_at = NULL, failed_at = NULL
+     WHERE set_id = s.id AND dead;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('mrl_queue', s.id::text);
+    END IF;
+    RETURN n;
+END
 $fn$;

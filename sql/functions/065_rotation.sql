@@ -62,10 +62,15 @@ BEGIN
        SET rotation_version = rotation_version + 1, rotation_rows = fitted_rows,
            rotation_fitted_at = clock_timestamp(), rotation_requested_at = NULL
      WHERE id = s.id;
-    -- Rewrite the coarse vectors; rebuilding the index once is cheaper than updating it row by row.
+    -- Rewrite the coarse vectors. Rebuilding the index once is cheaper than updating it row by row, but only the
+    -- table's owner may; the least-privileged worker role updates in place.
     idx := s.slug || '_coarse_hnsw';
-    EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', idx);
-    EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
-    EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', idx, s.vectors_table);
+    IF EXISTS (SELECT FROM pg_class WHERE oid = s.vectors_table AND pg_has_role(relowner, 'USAGE')) THEN
+        EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', idx);
+        EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
+        EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', idx, s.vectors_table);
+    ELSE
+        EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
+    END IF;
 END
 $fn$;
