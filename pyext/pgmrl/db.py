@@ -8,7 +8,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.adapt import Dumper
 
-from .errors import PgmrlError
+from .errors import DatabaseUnavailable
 
 
 class _VectorListDumper(Dumper):
@@ -27,7 +27,7 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmr
     try:
         conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name, **kwargs)
     except psycopg.OperationalError as exc:
-        raise PgmrlError(f"cannot connect to PostgreSQL ({exc}). Check --dsn / PGMRL_DSN, or start the "
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL ({exc}). Check --dsn / PGMRL_DSN, or start the "
                          f"embedded server with `pgmrl up`.") from exc
     try:
         register_vector(conn)

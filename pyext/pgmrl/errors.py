@@ -3,3 +3,7 @@
 
 class PgmrlError(Exception):
     """A problem the user can fix; the message says what is wrong and what to do."""
+
+
+class DatabaseUnavailable(PgmrlError):
+    """The database could not be reached (down, restarting, wrong address)."""

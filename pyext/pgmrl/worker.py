@@ -18,6 +18,7 @@ import psycopg
 
 from .db import VectorList, connect, to_numpy
 from .embedders import Embedder, EmbeddingConfig, get_embedder
+from .errors import DatabaseUnavailable
 from .mrl import fit_rotation
 
 log = logging.getLogger("pgmrl.worker")
@@ -109,23 +110,30 @@ class Worker:
                 return 0, []
             qids = [r[0] for r in rows]
             ids = list(dict.fromkeys(r[1] for r in rows))
-            texts = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl._fetch_texts(%s, %s)",
-                                 (set_id, ids)).fetchall()
-            todo = [(i, body, h) for i, body, h, stored in texts if body and h != stored]
-            texts = [t[1] for t in todo]
             try:
-                embedder = self._embedder(set_id)
-                vectors = embedder.encode(texts, kind="document") if todo else []
-                truncated = embedder.truncated(texts) if todo else []
-            except Exception as exc:
+                return len(rows), self._embed_and_apply(set_id, qids, ids)
+            except (psycopg.OperationalError, psycopg.errors.ForeignKeyViolation):
+                raise
+            except Exception as exc:  # the item(s) failed: the caller isolates and records them
                 exc.qids = qids  # type: ignore[attr-defined]
                 raise
-            if any(truncated):
-                log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",
-                         set_id, sum(truncated))
-            conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s, %s)",
-                         (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors), truncated))
-        return len(rows), qids
+
+    def _embed_and_apply(self, set_id: int, qids: list[int], ids: list[str]) -> list[int]:
+        """Inside the batch transaction: read the current texts, embed those not embedded yet, write."""
+        conn = self.conn
+        rows = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl._fetch_texts(%s, %s)",
+                            (set_id, ids)).fetchall()
+        todo = [(i, body, h) for i, body, h, stored in rows if body and h != stored]
+        texts = [t[1] for t in todo]
+        embedder = self._embedder(set_id)
+        vectors = embedder.encode(texts, kind="document") if todo else []
+        truncated = embedder.truncated(texts) if todo else []
+        if any(truncated):
+            log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",
+                     set_id, sum(truncated))
+        conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s, %s)",
+                     (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors), truncated))
+        return qids
 
     def _fail(self, qids: list[int], exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -142,7 +150,8 @@ class Worker:
         started = time.perf_counter()
         try:
             done, _ = self._claim_and_embed(set_id)
-        except psycopg.errors.TransactionRollback as exc:  # deadlock or serialization failure: just try again
+        except (psycopg.errors.TransactionRollback, psycopg.errors.ForeignKeyViolation) as exc:
+            # a deadlock, or a source row deleted while the batch was written: the retry sees the new state
             log.info("batch rolled back (%s); retrying", exc.sqlstate)
             return 0
         except psycopg.OperationalError:
@@ -207,6 +216,12 @@ class Worker:
 
     def run(self, once: bool = False) -> int:
         """Runs until stopped (or, with once, until the queue has no ready work). Survives connection loss."""
+        try:
+            return self._run(once)
+        finally:
+            self.close()
+
+    def _run(self, once: bool) -> int:
         backoff = 1.0
         while not self.stop.is_set():
             try:
@@ -217,12 +232,11 @@ class Worker:
                 if once:
                     break
                 self._wait()
-            except psycopg.OperationalError as exc:
-                log.warning("database connection lost (%s); reconnecting in %.0f s", exc, backoff)
+            except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+                log.warning("database unavailable (%s); reconnecting in %.0f s", str(exc).splitlines()[0], backoff)
                 self.close()
-                if once and backoff > 30:
+                if once and backoff >= 8:
                     raise
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
-        self.close()
         return self.processed

@@ -49,8 +49,12 @@ BEGIN
     END IF;
     SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
     keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
-    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
-                   s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
+    -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
+    -- retries a batch that a concurrent DELETE made fail.)
+    IF has_any_column_privilege(s.source, 'UPDATE') THEN
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
+                       s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
+    END IF;
     IF coalesce(array_length(ids, 1), 0) > 0 THEN
         EXECUTE format(
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
