@@ -7,7 +7,7 @@ from pgmrl.client import Client
 
 from conftest import with_db
 
-MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql"]
+MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql"]
 
 
 def test_install_twice_is_a_noop(client):
@@ -80,8 +80,9 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     conn.execute("DROP VIEW mrl.failed_items")
     conn.execute("ALTER TABLE mrl.queue DROP COLUMN failed_at")
     conn.execute("ALTER TABLE mrl_data.docs DROP COLUMN truncated")
-    conn.execute("DELETE FROM mrl.migrations WHERE name = '002_dead_letters_truncation.sql'")
-    assert client.install() == ["002_dead_letters_truncation.sql"]
+    conn.execute("ALTER TABLE mrl.embedding_sets DROP COLUMN replaces CASCADE")
+    conn.execute("DELETE FROM mrl.migrations WHERE name <> '001_schema.sql'")
+    assert client.install() == MIGRATIONS[1:]
     conn = client.conn
     assert conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs ORDER BY id").fetchall() == before
     assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE NOT truncated").fetchone()[0] == 50

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import psycopg
+import pytest
 
 from pgmrl.db import connect, to_numpy
 from pgmrl.worker import Worker
@@ -146,3 +147,36 @@ def test_drop_set_removes_only_its_parts(client, dsn, corpus):
     with connect(dsn, autocommit=True) as c2:
         c2.execute("INSERT INTO docs (id, body, summary) VALUES (99, 'new', 'new')")
     assert _queue_len(conn) == 5
+
+
+def test_alter_model_blue_green(client, dsn, corpus, embedder):
+    """Changing the model/coarse dimension re-embeds in the background; the old vectors serve until the switch."""
+    conn = client.conn
+    conn.execute("INSERT INTO mrl.embedding_configs (name, model, dims, supports_mrl, matryoshka_dims, "
+                 "default_truncate_dim) VALUES ('test-mrl', 'sentence-transformers/all-MiniLM-L6-v2', 384, true, "
+                 "'{384,256,128,64}', 128)")
+    make_docs_table(conn, corpus[:40])
+    client.create_set("Docs", "docs", "docs", "body", truncate_dim=32)
+    Worker(dsn).run(once=True)
+    old_ids = conn.execute("SELECT array_agg(id ORDER BY id) FROM mrl_data.docs").fetchone()[0]
+    msg = conn.execute("SELECT mrl.alter_embedding_set('docs', config => 'test-mrl', truncate_dim => 64)").fetchone()[0]
+    assert "old vectors serve" in msg
+    with pytest.raises(psycopg.errors.ObjectInUse):
+        conn.execute("SELECT mrl.alter_embedding_set('docs', truncate_dim => 16)")
+    conn.execute("UPDATE docs SET body = 'changed during the re-embedding' WHERE id = 1")
+    q = embedder.encode([corpus[2]["query"]], "query")[0]
+    assert len(client.search("docs", q, 5)) == 5  # still served by the old vectors
+    assert client.status("docs")[0]["coarse_method"] == "rotation"
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("SELECT mrl.switch_embedding_set('docs')")
+    Worker(dsn).run(once=True)  # embeds both, then switches the replacement in
+    st = client.status("docs")[0]
+    assert (st["config"], st["coarse_method"], st["truncate_dim"], st["embedded"]) == ("test-mrl", "prefix", 64, 40)
+    assert not client.set_exists("mrl_next_1") and len(client.status()) == 1
+    assert conn.execute("SELECT mrl.vectors_table('docs')::text").fetchone()[0] == "mrl_data.docs"
+    check_invariant(conn, "docs", "body")
+    assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE coarse IS NULL").fetchone()[0] == 0
+    assert len(client.search("docs", q, 5)) == 5
+    conn.execute("INSERT INTO docs (id, body) VALUES (999, 'after the switch')")  # triggers follow the new set
+    Worker(dsn).run(once=True)
+    check_invariant(conn, "docs", "body")

@@ -153,6 +153,20 @@ def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_
     click.echo(f"created set {slug}; vectors in {vt}. Run `pgmrl serve` to embed the queued rows.")
 
 
+@cli.command("alter-set")
+@_dsn_option
+@click.argument("slug")
+@click.option("--config", help="New embedding config.")
+@click.option("--truncate-dim", type=int, help="New coarse dimension.")
+def alter_set(dsn, slug, config, truncate_dim):
+    """Re-embed set SLUG with another model or coarse dimension in the background; the old vectors keep
+    serving until the new ones are complete, then `pgmrl serve` switches them in atomically."""
+    from .db import connect
+
+    with connect(resolve_dsn(dsn), autocommit=True) as conn:
+        click.echo(conn.execute("SELECT mrl.alter_embedding_set(%s, %s, %s)", (slug, config, truncate_dim)).fetchone()[0])
+
+
 @cli.command("drop-set")
 @_dsn_option
 @click.argument("slug")

@@ -50,7 +50,8 @@ class Worker:
     def __init__(self, dsn: str, *, batch_size: int = 64, poll_interval: float = 5.0, max_attempts: int = 5,
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
-                 embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics=None):
+                 embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics=None,
+                 transaction_timeout: float = 300.0):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
@@ -64,6 +65,7 @@ class Worker:
         self.conn: psycopg.Connection | None = None
         self.listen_conn: psycopg.Connection | None = None
         self.metrics = metrics  # pgmrl.http.Metrics, shared with the HTTP server
+        self.transaction_timeout = transaction_timeout
         self.processed = 0
         self.failed = 0
 
@@ -71,6 +73,11 @@ class Worker:
     def _connect(self) -> None:
         self.close()
         self.conn = connect(self.dsn, application_name="pgmrl worker")
+        # A batch holds its queue rows while it embeds; if this process hangs, the server ends the transaction
+        # (and the rows are claimed again) instead of keeping them locked forever.
+        self.conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                          (f"{int(self.transaction_timeout * 1000)}",))
+        self.conn.commit()
         self.listen_conn = connect(self.dsn, autocommit=True, application_name="pgmrl worker (listen)")
         self.listen_conn.execute(f"LISTEN {CHANNEL}")
 
@@ -203,6 +210,17 @@ class Worker:
             self.conn.commit()
             for set_id in due:
                 fit_set_rotation(self.conn, set_id)
+            for slug in [r[0] for r in self.conn.execute("SELECT mrl._switch_due()").fetchall()]:
+                try:
+                    with self.conn.transaction():
+                        self.conn.execute("SELECT mrl.switch_embedding_set(%s)", (slug,))
+                except psycopg.errors.InsufficientPrivilege:
+                    log.warning("set %s is re-embedded but this worker may not switch it in: run "
+                                "SELECT mrl.switch_embedding_set('%s') as the set's owner", slug, slug)
+                    continue
+                self._configs.clear()
+                log.info("set %s: switched to its re-embedded replacement", slug)
+            self.conn.commit()
         return total
 
     def _wait(self) -> None:

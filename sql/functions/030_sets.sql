@@ -37,6 +37,39 @@ BEGIN
 END
 $fn$;
 
+-- The change-capture triggers of a set: queueing (async) or embedding in the statement (sync).
+CREATE OR REPLACE FUNCTION mrl._create_triggers(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    fn text := CASE WHEN s.mode = 'sync' THEN 'mrl._sync_changes' ELSE 'mrl._queue_changes' END;
+BEGIN
+    IF s.on_create THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS mrl_new
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || s.slug || '_ins', s.source, fn, s.id);
+    END IF;
+    IF s.on_update THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS mrl_old NEW TABLE AS mrl_new
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || s.slug || '_upd', s.source, fn, s.id);
+    END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl._drop_triggers(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_ins', s.source);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_upd', s.source);
+    END IF;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
     name text,
     slug text,
@@ -175,16 +208,7 @@ BEGIN
     END IF;
     UPDATE mrl.embedding_sets SET vectors_table = vt WHERE id = set_id;
 
-    IF on_create THEN
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || slug || '_ins', source,
-                       CASE WHEN mode = 'sync' THEN 'mrl._sync_changes' ELSE 'mrl._queue_changes' END, set_id);
-    END IF;
-    IF on_update THEN
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS mrl_old NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || slug || '_upd', source,
-                       CASE WHEN mode = 'sync' THEN 'mrl._sync_changes' ELSE 'mrl._queue_changes' END, set_id);
-    END IF;
+    PERFORM mrl._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = set_id;
 
     -- Backfill: queue every existing row with text.
     EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (%I)::text FROM %s WHERE coalesce((%s)::text, '''') <> ''''',
@@ -211,11 +235,13 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     s mrl.embedding_sets := mrl._set(set_slug);
+    pending text;
 BEGIN
-    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_ins', s.source);
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'mrl_' || s.slug || '_upd', s.source);
-    END IF;
+    -- a re-embedding in progress (mrl.alter_embedding_set) goes with it
+    FOR pending IN SELECT slug FROM mrl.embedding_sets WHERE replaces = s.id LOOP
+        PERFORM mrl.drop_embedding_set(pending);
+    END LOOP;
+    PERFORM mrl._drop_triggers(s);
     EXECUTE format('DROP TABLE IF EXISTS %s', s.vectors_table);
     DELETE FROM mrl.queue WHERE set_id = s.id;
     DELETE FROM mrl.embedding_sets WHERE id = s.id;
