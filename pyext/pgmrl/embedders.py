@@ -76,7 +76,10 @@ def resolve_local_model(config: EmbeddingConfig) -> Path:
 
 
 class SentenceTransformerEmbedder(Embedder):
-    def __init__(self, config: EmbeddingConfig, device: str | None = None, batch_size: int = 64):
+    # Model-side batch within one encode() call. The texts of a call are sorted by length and padded per model
+    # batch, so small model batches pad less: measured on 640 sample documents sent as worker batches of 64,
+    # 27.7 docs/s with 64 against 62.5 docs/s with 16 on 2 CPU cores.
+    def __init__(self, config: EmbeddingConfig, device: str | None = None, batch_size: int = 16):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
