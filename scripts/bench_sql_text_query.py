@@ -11,22 +11,17 @@ real Debian documents with their precomputed MiniLM vectors, and uses the corpus
 """
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import psycopg
 
+from corpus import DATA, records as load_records, vectors
 from pgmrl import Client
-from pgmrl.db import to_numpy
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main() -> None:
@@ -38,13 +33,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8799)
     args = ap.parse_args()
 
-    records = []
-    with open(Path(args.data) / "debian-packages.jsonl", encoding="utf-8") as f:
-        for line in f:
-            records.append(json.loads(line))
-            if len(records) >= args.docs:
-                break
-    docs = np.load(Path(args.data) / "debian-packages.minilm-docs.f16.npy", mmap_mode="r")[:args.docs].astype(np.float32)
+    records = load_records(args.docs, args.data)
+    docs = vectors("docs", args.docs, args.data)
     queries = [r["query"] for r in records[:args.queries]]
 
     c = Client(args.dsn)

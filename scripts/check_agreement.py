@@ -10,20 +10,13 @@ corpus' real queries through mrl.two_stage_search and strategy => 'exact' in the
 """
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-import psycopg
 
+from corpus import DATA, database, records as load_records, vectors
 from pgmrl import Client, mrl
-from pgmrl.server import EmbeddedServer
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main() -> None:
@@ -36,24 +29,11 @@ def main() -> None:
     ap.add_argument("--coarse-k", type=int, default=100)
     args = ap.parse_args()
 
-    data = Path(args.data)
-    records = []
-    with open(data / "debian-packages.jsonl", encoding="utf-8") as f:
-        for line in f:
-            records.append(json.loads(line))
-            if len(records) >= args.docs:
-                break
-    docs = np.load(data / "debian-packages.minilm-docs.f16.npy", mmap_mode="r")[:args.docs].astype(np.float32)
-    queries = np.load(data / "debian-packages.minilm-queries.f16.npy", mmap_mode="r")[:args.queries].astype(np.float32)
+    records = load_records(args.docs, args.data)
+    docs = vectors("docs", args.docs, args.data)
+    queries = vectors("queries", args.queries, args.data)
 
-    server = None
-    dsn = args.dsn
-    if dsn is None:
-        tmp = tempfile.mkdtemp(prefix="pgmrl-agree-")
-        os.chmod(tmp, 0o755)
-        server = EmbeddedServer(Path(tmp) / "pgdata")
-        dsn = server.start()
-    try:
+    with database(args.dsn, "pgmrl-agree-") as dsn:
         c = Client(dsn)
         c.install()
         c.conn.execute("DROP TABLE IF EXISTS agreement_docs CASCADE")
@@ -84,9 +64,6 @@ def main() -> None:
         print(f"median latency through psycopg: two_stage {p50_two:.2f} ms, exact {p50_exact:.2f} ms "
               f"(ratio exact/two_stage {p50_exact / p50_two:.1f}x)")
         c.close()
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

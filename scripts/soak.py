@@ -9,24 +9,19 @@ throughput, and whether every row ended with exactly one current vector.
 """
 
 import argparse
-import json
-import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
 
+from corpus import database, records
 from pgmrl import Client
-from pgmrl.server import EmbeddedServer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEXT = "left(body, 400)"
 
 
@@ -39,19 +34,12 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=5000)
     args = ap.parse_args()
 
-    docs = []
-    with open(DATA / "debian-packages.jsonl", encoding="utf-8") as f:
-        for line in f:
-            docs.append(json.loads(line)["doc"])
-            if len(docs) >= 20000:
-                break
-    server = None
-    dsn = args.dsn
-    if dsn is None:
-        tmp = tempfile.mkdtemp(prefix="pgmrl-soak-")
-        os.chmod(tmp, 0o755)
-        server = EmbeddedServer(Path(tmp) / "pgdata")
-        dsn = server.start()
+    docs = [r["doc"] for r in records(20000)]
+    with database(args.dsn, "pgmrl-soak-") as dsn:
+        soak(args, docs, dsn)
+
+
+def soak(args, docs: list[str], dsn: str) -> None:
     c = Client(dsn)
     c.install()
     c.conn.execute("DROP TABLE IF EXISTS soak_docs CASCADE")
@@ -131,8 +119,6 @@ def main() -> None:
     print(f"  invariant: {rows} rows, {vectors} vectors, {bad} rows without a current vector or vectors without a row, "
           f"{dead} dead-lettered -> {'HOLDS' if bad == 0 and dead == 0 and counts['errors'] == 0 else 'VIOLATED'}")
     c.close()
-    if server:
-        server.stop()
 
 
 if __name__ == "__main__":

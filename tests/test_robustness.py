@@ -2,7 +2,6 @@
 
 import uuid
 
-import numpy as np
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo

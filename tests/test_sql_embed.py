@@ -10,7 +10,7 @@ import pytest
 from pgmrl.db import to_numpy
 
 from conftest import free_port, server_has_plpython
-from helpers import check_invariant, cosine, make_docs_table
+from helpers import cosine, make_docs_table
 
 N = 1500
 

@@ -158,7 +158,6 @@ def test_alter_model_blue_green(client, dsn, corpus, embedder):
     make_docs_table(conn, corpus[:40])
     client.create_set("Docs", "docs", "docs", "body", truncate_dim=32)
     Worker(dsn).run(once=True)
-    old_ids = conn.execute("SELECT array_agg(id ORDER BY id) FROM mrl_data.docs").fetchone()[0]
     msg = conn.execute("SELECT mrl.alter_embedding_set('docs', config => 'test-mrl', truncate_dim => 64)").fetchone()[0]
     assert "old vectors serve" in msg
     with pytest.raises(psycopg.errors.ObjectInUse):

@@ -48,8 +48,7 @@ RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT * FROM mrl.search(set_slug, mrl.embed(query, (mrl._set(set_slug)).config, 'query'),
-                             k, 'two_stage', coarse_k, coarse_dim)
+    SELECT * FROM mrl.search(set_slug, query, k, 'two_stage', coarse_k, coarse_dim)  -- the text overload above
 $fn$;
 
 -- Sync mode: statement-level trigger that embeds the new texts inside the writing transaction, so the vectors
