@@ -113,6 +113,25 @@ def corpus_vectors():
             np.load(queries, mmap_mode="r")[:12000].astype(np.float32))
 
 
+N_LOADED = 3000
+
+
+@pytest.fixture
+def loaded(client, corpus, corpus_vectors):
+    """N_LOADED real documents with their precomputed MiniLM vectors in a 128-d rotation set named 'docs'
+    (quickstart settings), over table docs (id = record index + 1)."""
+    from helpers import make_docs_table
+
+    docs, _ = corpus_vectors
+    make_docs_table(client.conn, corpus[:N_LOADED])
+    client.create_set("Docs", "docs", "docs", "body", truncate_dim=128)
+    written = client.load_vectors("docs", list(range(1, N_LOADED + 1)), docs[:N_LOADED])
+    assert written == N_LOADED
+    assert client.status("docs")[0]["queued"] == 0  # load_vectors cleared the backfill queue
+    assert client.refit("docs") == N_LOADED
+    return client
+
+
 def free_port() -> int:
     import socket
 

@@ -7,7 +7,7 @@ from pgmrl.client import Client
 
 from conftest import with_db
 
-MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql"]
+MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql"]
 
 
 def test_install_twice_is_a_noop(client):
@@ -81,10 +81,18 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     conn.execute("ALTER TABLE mrl.queue DROP COLUMN failed_at")
     conn.execute("ALTER TABLE mrl_data.docs DROP COLUMN truncated")
     conn.execute("ALTER TABLE mrl.embedding_sets DROP COLUMN replaces CASCADE")
+    for col in ("default_ef_search", "binary_coarse_k", "default_strategy", "tuned_at", "tuned_agreement"):
+        conn.execute(f"ALTER TABLE mrl.embedding_sets DROP COLUMN {col}")
+    # the 003-era search signature (no filter), which 004 replaces
+    conn.execute("CREATE FUNCTION mrl.search(text, vector, int DEFAULT 10, text DEFAULT 'two_stage', int DEFAULT NULL, "
+                 "int DEFAULT NULL) RETURNS TABLE (id text, distance float8) LANGUAGE sql AS 'SELECT NULL::text, 0::float8'")
     conn.execute("DELETE FROM mrl.migrations WHERE name <> '001_schema.sql'")
     assert client.install() == MIGRATIONS[1:]
     conn = client.conn
     assert conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs ORDER BY id").fetchall() == before
     assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE NOT truncated").fetchone()[0] == 50
     assert conn.execute("SELECT count(*) FROM mrl.failed_items").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'search' "
+                        "AND pronamespace = 'mrl'::regnamespace").fetchone()[0] == 2  # vector and text overloads
+    assert len(client.search("docs", corpus_vectors[1][0], 5)) == 5
     assert client.install() == []

@@ -8,22 +8,9 @@ from pgmrl.db import to_numpy
 from pgmrl.worker import Worker
 
 from helpers import make_docs_table
+from conftest import N_LOADED as N_DOCS
 
-N_DOCS = 3000
 N_QUERIES = 200
-
-
-@pytest.fixture
-def loaded(client, corpus, corpus_vectors):
-    """N_DOCS real documents with their precomputed MiniLM vectors in a 128-d rotation set (quickstart settings)."""
-    docs, _ = corpus_vectors
-    make_docs_table(client.conn, corpus[:N_DOCS])
-    client.create_set("Docs", "docs", "docs", "body", truncate_dim=128)
-    written = client.load_vectors("docs", list(range(1, N_DOCS + 1)), docs[:N_DOCS])
-    assert written == N_DOCS
-    assert client.status("docs")[0]["queued"] == 0  # load_vectors cleared the backfill queue
-    assert client.refit("docs") == N_DOCS
-    return client
 
 
 def test_two_stage_agrees_with_exact(loaded, corpus_vectors):

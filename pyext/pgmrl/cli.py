@@ -12,6 +12,7 @@ import psycopg
 
 from .errors import PgmrlError
 
+STRATEGIES = ["two_stage", "binary_two_stage", "hnsw", "coarse", "exact"]
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -40,6 +41,16 @@ def resolve_dsn(dsn: str | None) -> str:
     if server.is_running():
         return server.dsn()
     raise PgmrlError("no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with `pgmrl up`")
+
+
+def _json_object(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter('must be a JSON object, e.g. {"section": "web"}', param_hint=option)
+    return value
 
 
 class _Cli(click.Group):
@@ -240,16 +251,19 @@ def refit(dsn, slug):
 @click.argument("slug")
 @click.argument("query")
 @click.option("-k", "--k", default=10, show_default=True, help="Results to return.")
-@click.option("--strategy", type=click.Choice(["two_stage", "exact", "coarse"]), default="two_stage", show_default=True)
-@click.option("--coarse-k", type=int, help="Stage-1 candidates (default: the set's, 100).")
+@click.option("--strategy", type=click.Choice(STRATEGIES),
+              help="Default: the set's (two_stage unless changed with mrl.configure_search).")
+@click.option("--coarse-k", type=int, help="Stage-1 candidates (default: the set's, 100 or as tuned).")
 @click.option("--coarse-dim", type=int, help="Coarse dimension to search with (default: the set's).")
-def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim):
+@click.option("--filter", "filter_", metavar="JSON", help='Equality on source columns, e.g. \'{"section": "web"}\'.')
+def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_):
     """Search set SLUG for QUERY (embedded here with the set's model)."""
     from .client import Client
 
+    flt = _json_object(filter_, "--filter") if filter_ else None
     with Client(resolve_dsn(dsn)) as client:
         client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
-        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim), 1):
+        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim, flt), 1):
             click.echo(f"{rank:3d}  {dist:.4f}  {id_}")
 
 
@@ -314,6 +328,11 @@ def quickstart(data_dir, rows, batch_size):
     from .quickstart import run_quickstart
 
     run_quickstart(_server(data_dir), rows=rows, batch_size=batch_size, echo=click.echo)
+
+
+from . import cli_measure  # noqa: E402
+
+cli_measure.register(cli, _dsn_option, resolve_dsn)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import psycopg
+from psycopg.types.json import Jsonb
 
 from . import sqlinstall, textexpr
 from .db import VectorList, connect
@@ -112,17 +113,20 @@ class Client:
     def embed(self, texts: Sequence[str], config: str = "all-minilm-l6-v2", kind: str = "query") -> np.ndarray:
         return get_embedder(self.config(config), device=self.device).encode(list(texts), kind=kind)
 
-    def search(self, slug: str, query, k: int = 10, strategy: str = "two_stage", coarse_k: int | None = None,
-               coarse_dim: int | None = None) -> list[tuple[str, float]]:
-        """Searches a set with a query text (embedded with the set's model) or a query vector."""
+    def search(self, slug: str, query, k: int = 10, strategy: str | None = None, coarse_k: int | None = None,
+               coarse_dim: int | None = None, filter: dict | None = None) -> list[tuple[str, float]]:
+        """Searches a set with a query text (embedded with the set's model) or a query vector. strategy None is the
+        set's default (two_stage unless changed); filter is {column: value or [values]} on the source table."""
         if isinstance(query, str):
             query = get_embedder(self.set_config(slug), device=self.device).encode([query], kind="query")[0]
         q = np.asarray(query, dtype=np.float32)
-        return self.conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s)",
-                                 (slug, q, k, strategy, coarse_k, coarse_dim)).fetchall()
+        return self.conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
+                                 (slug, q, k, strategy, coarse_k, coarse_dim,
+                                  None if filter is None else Jsonb(filter))).fetchall()
 
     # -- bring your own vectors -------------------------------------------------------------------------
-    def load_vectors(self, slug: str, ids: Sequence, vectors: np.ndarray, batch_size: int = 1000) -> int:
+    def load_vectors(self, slug: str, ids: Sequence, vectors: np.ndarray, batch_size: int = 1000,
+                     progress=None) -> int:
         """Stores precomputed full vectors for rows of the set's source (they must come from the set's model,
         applied to the current text with the document prefix). Rows whose text is empty or gone are skipped;
         their queue items are cleared like the worker's. Returns the vectors written."""
@@ -146,7 +150,41 @@ class Client:
                     written += conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s)",
                                             (set_id, qids, [chunk[j] for j in keep], [hashes[chunk[j]] for j in keep],
                                              VectorList(vecs[keep]))).fetchone()[0]
+                if progress is not None:
+                    progress.update(len(chunk))
         return written
+
+    # -- measurement --------------------------------------------------------------------------------------
+    def strategies(self, slug: str) -> list[str]:
+        """The strategies this set can serve now: exact always, the others when their vectors/indexes exist."""
+        s = self.status(slug)[0]
+        kinds = {r[0] for r in self.conn.execute("SELECT kind FROM mrl.search_indexes(%s)", (slug,))}
+        out = ["exact"]
+        if s["coarse_method"] != "none" and (s["coarse_method"] == "prefix" or s.get("rotation_fitted_at")):
+            out.append("two_stage")
+        out += [name for kind, name in (("binary", "binary_two_stage"), ("full", "hnsw")) if kind in kinds]
+        return out
+
+    def evaluate(self, slug: str, queries, strategies: Sequence[str] | None = None, progress=None):
+        """Recall@1/10/100, MRR@10, nDCG@10, agreement@10 with exact and latency per strategy, for an
+        evaluate.QuerySet (texts are embedded with the set's model)."""
+        from . import evaluate
+
+        strategies = list(strategies or self.strategies(slug))
+        if "exact" not in strategies:
+            strategies.insert(0, "exact")
+        missing = [i for i, v in enumerate(queries.vectors) if v is None]
+        vectors = list(queries.vectors)
+        if missing:
+            emb = get_embedder(self.set_config(slug), device=self.device)
+            for i, v in zip(missing, emb.encode([queries.texts[i] for i in missing], kind="query")):
+                vectors[i] = v
+
+        def search(q, strategy):
+            return [r[0] for r in self.search(slug, q, 100, strategy)]
+
+        runs, lat = evaluate.run_strategies(search, vectors, strategies, progress)
+        return evaluate.score(runs, queries.relevant, lat)
 
     def run_worker(self, once: bool = True, **kwargs) -> int:
         from .worker import Worker

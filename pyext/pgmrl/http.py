@@ -6,6 +6,7 @@ Same process as the worker (`pgmrl serve`); binds 127.0.0.1 unless told otherwis
 from __future__ import annotations
 
 import hmac
+import json
 import ipaddress
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import psycopg
+from psycopg.types.json import Jsonb
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
@@ -117,6 +119,8 @@ def _status_of(exc: psycopg.Error) -> int:
         return 409
     if state[:2] in ("22", "42", "23", "0A"):
         return 422
+    if state == "55000":
+        return 409  # object not in prerequisite state, e.g. a strategy whose index does not exist
     if state[:2] in ("08", "57") or isinstance(exc, psycopg.OperationalError):
         return 503
     return 500
@@ -263,17 +267,27 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
     @app.get("/api/v1/search", tags=["search"], dependencies=auth, responses={404: {}, 422: {}})
     def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)],
                set: Annotated[str, Query(min_length=1, max_length=200)],
-               strategy: Literal["two_stage", "exact", "coarse"] = "two_stage",
+               strategy: Literal["two_stage", "binary_two_stage", "hnsw", "coarse", "exact"] | None = None,
                k: Annotated[int, Query(ge=1, le=10000)] = 10,
                coarse_k: Annotated[int | None, Query(ge=1, le=100000)] = None,
-               coarse_dim: Annotated[int | None, Query(ge=1, le=16000)] = None) -> dict:
+               coarse_dim: Annotated[int | None, Query(ge=1, le=16000)] = None,
+               filter: Annotated[str | None, Query(max_length=10000, description='JSON object, e.g. {"section": "web"}')] = None
+               ) -> dict:
+        flt = None
+        if filter is not None:
+            try:
+                flt = json.loads(filter)
+            except ValueError:
+                raise HTTPException(422, "filter is not JSON") from None
+            if not isinstance(flt, dict):
+                raise HTTPException(422, 'filter must be a JSON object, e.g. {"section": "web"}')
         t0 = time.perf_counter()
         conn = db.conn()
         name = conn.execute("SELECT (mrl._set(%s)).config", (set,)).fetchone()[0]
         vec = get_embedder(config(name)).encode([q], kind="query")[0]
         t1 = time.perf_counter()
-        rows = conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s)",
-                            (set, vec, k, strategy, coarse_k, coarse_dim)).fetchall()
+        rows = conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
+                            (set, vec, k, strategy, coarse_k, coarse_dim, None if flt is None else Jsonb(flt))).fetchall()
         t2 = time.perf_counter()
         return {"set": set, "strategy": strategy, "k": k, "ids": [r[0] for r in rows],
                 "distances": [r[1] for r in rows], "results": [{"id": r[0], "distance": r[1]} for r in rows],

@@ -29,8 +29,9 @@ BEGIN
                                      coalesce(coarse_method, CASE WHEN config IS NULL AND s.coarse_method <> 'none'
                                                                   THEN s.coarse_method END));
     UPDATE mrl.embedding_sets SET replaces = s.id, rotation_min_rows = s.rotation_min_rows,
-                                  default_coarse_k = s.default_coarse_k
+                                  default_coarse_k = s.default_coarse_k, binary_coarse_k = s.binary_coarse_k
      WHERE slug = next_slug;
+    PERFORM mrl._copy_indexes(s, next_slug);
     RETURN format('re-embedding "%s" as "%s"; the old vectors serve until it is complete, then `pgmrl serve` switches '
                   'it in (or SELECT mrl.switch_embedding_set(%L))', s.slug, next_slug, s.slug);
 END
@@ -47,6 +48,7 @@ DECLARE
     n mrl.embedding_sets;
     pending bigint;
     old_table regclass := s.vectors_table;
+    ix text;
 BEGIN
     PERFORM FROM mrl.embedding_sets WHERE id = s.id FOR UPDATE;
     SELECT * INTO n FROM mrl.embedding_sets WHERE replaces = s.id FOR UPDATE;
@@ -67,9 +69,9 @@ BEGIN
     UPDATE mrl.rotation_components SET set_id = s.id WHERE set_id = n.id;
     EXECUTE format('DROP TABLE %s', old_table);
     EXECUTE format('ALTER TABLE %s RENAME TO %I', n.vectors_table, s.slug);
-    IF n.coarse_method <> 'none' THEN
-        EXECUTE format('ALTER INDEX mrl_data.%I RENAME TO %I', n.slug || '_coarse_hnsw', s.slug || '_coarse_hnsw');
-    END IF;
+    FOR ix IN SELECT index_name FROM mrl.search_indexes(n.slug) LOOP
+        EXECUTE format('ALTER INDEX mrl_data.%I RENAME TO %I', ix, s.slug || substr(ix, length(n.slug) + 1));
+    END LOOP;
     UPDATE mrl.embedding_sets
        SET config = n.config, dims = n.dims, truncate_dim = n.truncate_dim, coarse_method = n.coarse_method,
            vectors_table = n.vectors_table, rotation_version = n.rotation_version, rotation_rows = n.rotation_rows,

@@ -1,13 +1,70 @@
--- Search. Stage 1: HNSW on the coarse vector (query projected by mrl.coarse_of, like the documents).
--- Stage 2: exact cosine distance on the full vector, for the stage-1 candidates only.
+-- Search. Strategies of mrl.search:
+--   two_stage         stage 1: HNSW on the coarse vector (query projected by mrl.coarse_of, like the documents);
+--                     stage 2: exact cosine distance on the full vector, for the coarse_k candidates only
+--   binary_two_stage  stage 1: HNSW (hamming) on binary_quantize(embedding) (mrl.add_binary_index); stage 2 as above
+--   hnsw              pgvector's classic full-dimension HNSW on the embedding (mrl.create_full_index)
+--   coarse            the coarse vector alone (approximate distances)
+--   exact             every full vector (a scan)
+-- filter: a JSON object {column: value, column: [any, of, these], column: null} on the source table's columns.
+
+-- The WHERE conditions of a filter on alias src, reading the filter from parameter $param; NULL when no filter.
+CREATE OR REPLACE FUNCTION mrl._filter_sql(s mrl.embedding_sets, filter jsonb, param int)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    key text;
+    val jsonb;
+    typ text;
+    conds text[] := '{}';
+BEGIN
+    IF filter IS NULL OR filter = '{}'::jsonb THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(filter) <> 'object' THEN
+        RAISE EXCEPTION 'filter must be a JSON object, got a JSON %', jsonb_typeof(filter) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Equality on source columns: ''{"section": "web"}'', any of several values: ''{"section": ["web", "net"]}''.';
+    END IF;
+    FOR key, val IN SELECT e.key, e.value FROM jsonb_each(filter) e ORDER BY e.key LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) INTO typ FROM pg_attribute a
+         WHERE a.attrelid = s.source AND a.attname = key AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'filter column "%" does not exist in %', key, s.source USING ERRCODE = 'undefined_column',
+                  HINT = format('Filter on columns of %s: %s.', s.source,
+                                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+                                  WHERE a.attrelid = s.source AND a.attnum > 0 AND NOT a.attisdropped));
+        END IF;
+        IF jsonb_typeof(val) = 'object' OR (jsonb_typeof(val) = 'array' AND (jsonb_array_length(val) = 0 OR EXISTS (
+                SELECT FROM jsonb_array_elements(val) e WHERE jsonb_typeof(e) IN ('object', 'array', 'null')))) THEN
+            RAISE EXCEPTION 'filter value for "%" must be a scalar, null or a non-empty list of scalars, got %', key, val
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. {"section": "web"} or {"section": ["web", "net"]}.';
+        END IF;
+        -- convert the value(s) now, so that a mismatch names the column rather than failing inside the search
+        BEGIN
+            EXECUTE format('SELECT array_agg(x::%s) FROM jsonb_array_elements_text($1) x', typ)
+              USING CASE WHEN jsonb_typeof(val) = 'array' THEN val ELSE jsonb_build_array(val) END;
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'filter value % does not fit column "%" of type %', val, key, typ
+                USING ERRCODE = 'invalid_text_representation', HINT = format('Give a %s value.', typ);
+        END;
+        conds := conds || CASE jsonb_typeof(val)
+            WHEN 'null' THEN format('src.%I IS NULL', key)
+            WHEN 'array' THEN format('src.%I = ANY (ARRAY(SELECT jsonb_array_elements_text($%s -> %L))::%s[])', key, param, key, typ)
+            ELSE format('src.%I = ($%s ->> %L)::%s', key, param, key, typ) END;
+    END LOOP;
+    RETURN array_to_string(conds, ' AND ');
+END
+$fn$;
 
 CREATE OR REPLACE FUNCTION mrl.search(
     set_slug text,
     query @vec@.vector,
     k int DEFAULT 10,
-    strategy text DEFAULT 'two_stage',
+    strategy text DEFAULT NULL,
     coarse_k int DEFAULT NULL,
-    coarse_dim int DEFAULT NULL
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE plpgsql
@@ -15,12 +72,21 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     s mrl.embedding_sets := mrl._set(set_slug);
+    strat text := coalesce(strategy, s.default_strategy);
     ck int;
     cd int;
+    ef int;
     q_coarse @vec@.halfvec;
     old_ef text;
+    old_iter text;
     coarse_expr text := 'v.coarse';
+    dist1 text;   -- stage-1 distance: $1 projected query, $3 full query
+    src text;     -- FROM clause
+    cond text;    -- filter conditions
+    stmt text;
     allowed int[];
+    ids text[];
+    dists float8[];
 BEGIN
     IF query IS NULL THEN
         RAISE EXCEPTION 'query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
@@ -35,11 +101,11 @@ BEGIN
         RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
               HINT = 'k is the number of results, e.g. 10.';
     END IF;
-    IF strategy IS NULL OR strategy NOT IN ('two_stage', 'exact', 'coarse') THEN
-        RAISE EXCEPTION 'unknown strategy %', coalesce(quote_literal(strategy), 'NULL') USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Use ''two_stage'' (default), ''coarse'' or ''exact''.';
+    IF strat NOT IN ('two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact') THEN
+        RAISE EXCEPTION 'unknown strategy %', quote_literal(strat) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use ''two_stage'' (default), ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
     END IF;
-    ck := coalesce(coarse_k, greatest(s.default_coarse_k, k));
+    ck := coalesce(coarse_k, greatest(CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END, k));
     IF ck < k OR ck > 100000 THEN
         RAISE EXCEPTION 'coarse_k % must be at least k (%) and at most 100000', ck, k USING ERRCODE = 'invalid_parameter_value',
               HINT = 'coarse_k is the number of stage-1 candidates re-ranked exactly; 100 is a good start.';
@@ -64,46 +130,90 @@ BEGIN
                                   ELSE format('Use a value between 1 and %s.', s.truncate_dim) END;
         END IF;
     END IF;
+    IF strat IN ('hnsw', 'binary_two_stage')
+       AND to_regclass(format('mrl_data.%I', s.slug || CASE strat WHEN 'hnsw' THEN '_full_hnsw' ELSE '_binary_hnsw' END)) IS NULL THEN
+        RAISE EXCEPTION 'set "%" has no % index', s.slug, CASE strat WHEN 'hnsw' THEN 'full-dimension HNSW' ELSE 'binary HNSW' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Create it once: SELECT mrl.%s(%L);', CASE strat WHEN 'hnsw' THEN 'create_full_index' ELSE 'add_binary_index' END, s.slug);
+    END IF;
 
-    IF strategy <> 'exact' THEN
+    IF strat IN ('two_stage', 'coarse') THEN
         q_coarse := mrl.coarse_of(s.id, query, cd);
         IF q_coarse IS NULL THEN
             RAISE NOTICE 'set "%" has no coarse vectors yet (%); searching exactly', s.slug,
                 CASE WHEN s.coarse_method = 'none' THEN 'it stores full vectors only'
                      ELSE format('its rotation is fitted once %s rows are embedded; SELECT mrl.refit_rotation(%L) asks for it now', s.rotation_min_rows, s.slug) END;
-            strategy := 'exact';
+            strat := 'exact';
         END IF;
     END IF;
-
-    IF strategy = 'exact' THEN
-        RETURN QUERY EXECUTE format(
-            'SELECT v.id::text, (v.embedding OPERATOR(@vec@.<=>) $1)::float8 AS distance
-               FROM %s v ORDER BY v.embedding OPERATOR(@vec@.<=>) $1 LIMIT $2', s.vectors_table)
-            USING query, k;
-        RETURN;
-    END IF;
-
     IF cd <> s.truncate_dim THEN
         coarse_expr := format('(@vec@.l2_normalize(@vec@.subvector(v.coarse, 1, %s)))::@vec@.halfvec(%s)', cd, cd);
     END IF;
+    dist1 := CASE strat
+        WHEN 'binary_two_stage' THEN format('(@vec@.binary_quantize(v.embedding))::bit(%s) OPERATOR(@vec@.<~>) @vec@.binary_quantize($3)', s.dims)
+        WHEN 'hnsw' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
+        WHEN 'exact' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
+        ELSE coarse_expr || ' OPERATOR(@vec@.<=>) $1' END;
+    cond := mrl._filter_sql(s, filter, 5);
+    src := format('%s v', s.vectors_table);
+    IF cond IS NOT NULL THEN
+        src := format('%s JOIN %s src ON src.%I = v.id WHERE %s', src, s.source, s.pk_column, cond);
+    END IF;
+
     -- HNSW returns at most ef_search rows: raise it for this call, then put it back.
     old_ef := current_setting('hnsw.ef_search', true);
-    PERFORM set_config('hnsw.ef_search', greatest(ck, coalesce(nullif(old_ef, '')::int, 40))::text, true);
-    IF strategy = 'coarse' THEN
-        RETURN QUERY EXECUTE format(
-            'SELECT v.id::text, (%1$s OPERATOR(@vec@.<=>) $1)::float8 AS distance
-               FROM %2$s v ORDER BY %1$s OPERATOR(@vec@.<=>) $1 LIMIT $2', coarse_expr, s.vectors_table)
-            USING q_coarse, k;
+    ef := greatest(CASE strat WHEN 'hnsw' THEN k WHEN 'binary_two_stage' THEN ck ELSE greatest(ck, coalesce(s.default_ef_search, 0)) END,
+                   coalesce(nullif(old_ef, '')::int, 40));
+    PERFORM set_config('hnsw.ef_search', ef::text, true);
+    IF cond IS NOT NULL AND strat <> 'exact' THEN
+        -- keep scanning the graph until enough rows pass the filter (pgvector >= 0.8); re-ranked below anyway
+        old_iter := current_setting('hnsw.iterative_scan', true);
+        BEGIN
+            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        EXCEPTION WHEN OTHERS THEN
+            old_iter := NULL;  -- older pgvector: the exact fallback below still returns k rows
+        END;
+    END IF;
+
+    IF strat IN ('two_stage', 'binary_two_stage') THEN
+        stmt := format(
+            'WITH candidates AS MATERIALIZED (SELECT v.id, v.embedding FROM %s ORDER BY %s LIMIT $2)
+             SELECT c.id::text, (c.embedding OPERATOR(@vec@.<=>) $3)::float8 AS distance FROM candidates c ORDER BY 2 LIMIT $4',
+            src, dist1);
     ELSE
-        RETURN QUERY EXECUTE format(
-            'WITH candidates AS MATERIALIZED (
-                 SELECT v.id, v.embedding FROM %2$s v ORDER BY %1$s OPERATOR(@vec@.<=>) $1 LIMIT $2)
-             SELECT c.id::text, (c.embedding OPERATOR(@vec@.<=>) $3)::float8 AS distance
-               FROM candidates c ORDER BY 2 LIMIT $4', coarse_expr, s.vectors_table)
-            USING q_coarse, ck, query, k;
+        stmt := format(
+            'WITH candidates AS MATERIALIZED (SELECT v.id, (%2$s)::float8 AS distance FROM %1$s ORDER BY %2$s LIMIT $4)
+             SELECT c.id::text, c.distance FROM candidates c ORDER BY 2',
+            src, dist1);
+    END IF;
+    IF cond IS NULL THEN
+        RETURN QUERY EXECUTE stmt USING q_coarse, ck, query, k, filter;
+    ELSE
+        EXECUTE format('SELECT array_agg(r.id ORDER BY r.distance), array_agg(r.distance ORDER BY r.distance) FROM (%s) r', stmt)
+           INTO ids, dists USING q_coarse, ck, query, k, filter;
+        IF coalesce(array_length(ids, 1), 0) < k AND strat <> 'exact' THEN
+            -- a selective filter: fewer than k candidates passed it, so rank every row that does
+            RETURN QUERY EXECUTE format(
+                'SELECT v.id::text, (v.embedding OPERATOR(@vec@.<=>) $3)::float8 FROM %s ORDER BY 2 LIMIT $4', src)
+                USING q_coarse, ck, query, k, filter;
+        ELSE
+            RETURN QUERY SELECT u.id, u.distance FROM unnest(ids, dists) u(id, distance);
+        END IF;
+        IF old_iter IS NOT NULL THEN
+            PERFORM set_config('hnsw.iterative_scan', old_iter, true);
+        END IF;
     END IF;
     PERFORM set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
 END
+$fn$;
+
+-- two_stage_search's strategy when none is given: the set's, if it chose the binary coarse stage.
+CREATE OR REPLACE FUNCTION mrl._two_stage_default(set_slug text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN (mrl._set(set_slug)).default_strategy = 'binary_two_stage' THEN 'binary_two_stage' ELSE 'two_stage' END
 $fn$;
 
 CREATE OR REPLACE FUNCTION mrl.two_stage_search(
@@ -111,11 +221,13 @@ CREATE OR REPLACE FUNCTION mrl.two_stage_search(
     query @vec@.vector,
     k int DEFAULT 10,
     coarse_k int DEFAULT NULL,
-    coarse_dim int DEFAULT NULL
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL,
+    strategy text DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT * FROM mrl.search(set_slug, query, k, 'two_stage', coarse_k, coarse_dim)
+    SELECT * FROM mrl.search(set_slug, query, k, coalesce(strategy, mrl._two_stage_default(set_slug)), coarse_k, coarse_dim, filter)
 $fn$;

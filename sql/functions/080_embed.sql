@@ -25,16 +25,17 @@ CREATE OR REPLACE FUNCTION mrl.search(
     set_slug text,
     query text,
     k int DEFAULT 10,
-    strategy text DEFAULT 'two_stage',
+    strategy text DEFAULT NULL,
     coarse_k int DEFAULT NULL,
-    coarse_dim int DEFAULT NULL
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT * FROM mrl.search(set_slug, mrl.embed(query, (mrl._set(set_slug)).config, 'query'),
-                             k, strategy, coarse_k, coarse_dim)
+                             k, strategy, coarse_k, coarse_dim, filter)
 $fn$;
 
 CREATE OR REPLACE FUNCTION mrl.two_stage_search(
@@ -42,13 +43,16 @@ CREATE OR REPLACE FUNCTION mrl.two_stage_search(
     query text,
     k int DEFAULT 10,
     coarse_k int DEFAULT NULL,
-    coarse_dim int DEFAULT NULL
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL,
+    strategy text DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT * FROM mrl.search(set_slug, query, k, 'two_stage', coarse_k, coarse_dim)  -- the text overload above
+    SELECT * FROM mrl.search(set_slug, query, k, coalesce(strategy, mrl._two_stage_default(set_slug)),
+                             coarse_k, coarse_dim, filter)  -- the text overload above
 $fn$;
 
 -- Sync mode: statement-level trigger that embeds the new texts inside the writing transaction, so the vectors

@@ -1,0 +1,173 @@
+-- Optional search indexes of a set, all in mrl_data and named after the set:
+--   <slug>_coarse_hnsw      the coarse vector (created with the set; mrl.add_coarse_index rebuilds it with other m)
+--   <slug>_coarse<d>_hnsw   a shorter prefix of the coarse vector, for coarse_dim => d
+--   <slug>_binary_hnsw      binary_quantize(embedding) with hamming distance, for strategy 'binary_two_stage'
+--   <slug>_full_hnsw        the full vector, for strategy 'hnsw' (the classic pgvector setup)
+-- Building takes a lock that blocks writes to the set's vectors; raise maintenance_work_mem for large sets.
+
+CREATE OR REPLACE FUNCTION mrl._check_hnsw_params(m int, ef_construction int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF m IS NULL OR m < 2 OR m > 100 THEN
+        RAISE EXCEPTION 'm must be between 2 and 100, got %', coalesce(m::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'm is the number of graph neighbours per node: 16 is pgvector''s default, 8 halves a small index.';
+    END IF;
+    IF ef_construction IS NULL OR ef_construction < 2 * m OR ef_construction > 1000 THEN
+        RAISE EXCEPTION 'ef_construction must be between 2*m (%) and 1000, got %', 2 * m, coalesce(ef_construction::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = '64 is pgvector''s default.';
+    END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl._build_index(s mrl.embedding_sets, suffix text, definition text, m int, ef_construction int)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    iname text := s.slug || suffix;
+BEGIN
+    PERFORM mrl._check_hnsw_params(m, ef_construction);
+    EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', iname);
+    EXECUTE format('CREATE INDEX %I ON %s USING hnsw %s WITH (m = %s, ef_construction = %s)',
+                   iname, s.vectors_table, definition, m, ef_construction);
+    RETURN format('mrl_data.%I', iname);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.create_full_index(set_slug text, m int DEFAULT 16, ef_construction int DEFAULT 64)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    IF s.dims > 2000 THEN
+        RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of at most 2000 dimensions; set "%" stores %', s.slug, s.dims
+            USING ERRCODE = 'feature_not_supported', HINT = 'Use the two-stage search on the coarse vector instead.';
+    END IF;
+    RETURN mrl._build_index(s, '_full_hnsw', '(embedding @vec@.vector_cosine_ops)', m, ef_construction);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.add_binary_index(set_slug text, m int DEFAULT 16, ef_construction int DEFAULT 64)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    RETURN mrl._build_index(s, '_binary_hnsw',
+        format('(((@vec@.binary_quantize(embedding))::bit(%s)) @vec@.bit_hamming_ops)', s.dims), m, ef_construction);
+END
+$fn$;
+
+-- An index on the first `dim` coarse components (what search uses for coarse_dim => dim); dim = the stored
+-- coarse dimension rebuilds the set's main coarse index, e.g. with a smaller m.
+CREATE OR REPLACE FUNCTION mrl.add_coarse_index(set_slug text, dim int, m int DEFAULT 16, ef_construction int DEFAULT 64)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    IF s.coarse_method = 'none' THEN
+        RAISE EXCEPTION 'set "%" keeps no coarse vector', s.slug USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Give the set a truncate_dim with mrl.alter_embedding_set().';
+    END IF;
+    IF dim IS NULL OR dim = s.truncate_dim THEN
+        RETURN mrl._build_index(s, '_coarse_hnsw', '(coarse @vec@.halfvec_cosine_ops)', m, ef_construction);
+    END IF;
+    -- the same checks as a search with coarse_dim => dim
+    PERFORM mrl.search(s.slug, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector, 1, 'exact', NULL, dim);
+    RETURN mrl._build_index(s, format('_coarse%s_hnsw', dim),
+        format('(((@vec@.l2_normalize(@vec@.subvector(coarse, 1, %s)))::@vec@.halfvec(%s)) @vec@.halfvec_cosine_ops)', dim, dim),
+        m, ef_construction);
+END
+$fn$;
+
+-- The set's search indexes with their sizes.
+CREATE OR REPLACE FUNCTION mrl.search_indexes(set_slug text)
+RETURNS TABLE (index_name text, kind text, dim int, m int, ef_construction int, size_bytes bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT c.relname::text,
+           CASE WHEN c.relname LIKE '%\_full\_hnsw' THEN 'full' WHEN c.relname LIKE '%\_binary\_hnsw' THEN 'binary'
+                ELSE 'coarse' END,
+           CASE WHEN c.relname LIKE '%\_full\_hnsw' OR c.relname LIKE '%\_binary\_hnsw' THEN s.dims
+                WHEN c.relname LIKE '%\_coarse\_hnsw' THEN s.truncate_dim
+                ELSE substring(c.relname from '_coarse([0-9]+)_hnsw$')::int END,
+           coalesce((SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'm'), 16),
+           coalesce((SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'ef_construction'), 64),
+           pg_relation_size(c.oid)
+      FROM (SELECT (mrl._set(set_slug)).*) s
+      JOIN pg_index i ON i.indrelid = s.vectors_table
+      JOIN pg_class c ON c.oid = i.indexrelid
+     WHERE left(c.relname, length(s.slug) + 1) = s.slug || '_' AND c.relname LIKE '%\_hnsw'
+     ORDER BY 2, 3
+$fn$;
+
+-- Per-set search defaults: what mrl.search / two_stage_search use when an argument is not given.
+CREATE OR REPLACE FUNCTION mrl.configure_search(set_slug text, strategy text DEFAULT NULL, coarse_k int DEFAULT NULL,
+                                                ef_search int DEFAULT NULL, binary_coarse_k int DEFAULT NULL)
+RETURNS TABLE (default_strategy text, default_coarse_k int, default_ef_search int, default_binary_coarse_k int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+BEGIN
+    IF strategy IS NOT NULL AND strategy NOT IN ('two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact') THEN
+        RAISE EXCEPTION 'unknown strategy %', quote_literal(strategy) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use ''two_stage'', ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
+    END IF;
+    IF strategy IN ('hnsw', 'binary_two_stage') THEN
+        PERFORM mrl.search(s.slug, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector, 1, strategy);  -- its index exists
+    END IF;
+    IF coarse_k <= 0 OR binary_coarse_k <= 0 OR ef_search <= 0 OR coarse_k > 100000 OR binary_coarse_k > 100000 OR ef_search > 100000 THEN
+        RAISE EXCEPTION 'coarse_k, binary_coarse_k and ef_search must be between 1 and 100000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE mrl.embedding_sets e
+       SET default_strategy = coalesce(configure_search.strategy, e.default_strategy),
+           default_coarse_k = coalesce(configure_search.coarse_k, e.default_coarse_k),
+           default_ef_search = coalesce(configure_search.ef_search, e.default_ef_search),
+           binary_coarse_k = coalesce(configure_search.binary_coarse_k, e.binary_coarse_k)
+     WHERE e.id = s.id;
+    RETURN QUERY SELECT e.default_strategy, e.default_coarse_k, e.default_ef_search, e.binary_coarse_k
+                   FROM mrl.embedding_sets e WHERE e.id = s.id;
+END
+$fn$;
+
+-- Builds on a replacement set (mrl.alter_embedding_set) the extra indexes its original has, with the same m.
+CREATE OR REPLACE FUNCTION mrl._copy_indexes(from_set mrl.embedding_sets, to_slug text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ix record;
+BEGIN
+    FOR ix IN SELECT * FROM mrl.search_indexes(from_set.slug) LOOP
+        BEGIN
+            CASE
+                WHEN ix.kind = 'full' THEN PERFORM mrl.create_full_index(to_slug, ix.m, ix.ef_construction);
+                WHEN ix.kind = 'binary' THEN PERFORM mrl.add_binary_index(to_slug, ix.m, ix.ef_construction);
+                WHEN ix.index_name = from_set.slug || '_coarse_hnsw' THEN
+                    IF ix.m <> 16 OR ix.ef_construction <> 64 THEN
+                        PERFORM mrl.add_coarse_index(to_slug, NULL, ix.m, ix.ef_construction);
+                    END IF;
+                ELSE PERFORM mrl.add_coarse_index(to_slug, ix.dim, ix.m, ix.ef_construction);
+            END CASE;
+        EXCEPTION WHEN invalid_parameter_value OR feature_not_supported THEN
+            RAISE NOTICE 'index % is not carried over to the new vectors: %', ix.index_name, SQLERRM;
+        END;
+    END LOOP;
+END
+$fn$;

@@ -1,0 +1,172 @@
+-- Self-measured recall: a set checks its own approximate search against exact search, and tunes itself.
+-- Queries are stored vectors perturbed by Gaussian noise (norm about `noise`), so that they are near documents
+-- without being one of them.
+
+CREATE OR REPLACE FUNCTION mrl._sample_queries(s mrl.embedding_sets, sample int, noise double precision)
+RETURNS @vec@.vector[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    out @vec@.vector[];
+BEGIN
+    IF sample IS NULL OR sample < 1 OR sample > 100000 THEN
+        RAISE EXCEPTION 'sample must be between 1 and 100000, got %', coalesce(sample::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF noise IS NULL OR noise < 0 OR noise > 10 THEN
+        RAISE EXCEPTION 'noise must be between 0 and 10, got %', coalesce(noise::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = '0 uses stored vectors as they are; 0.5 makes queries about as far from their document as real ones.';
+    END IF;
+    EXECUTE format(
+        'SELECT array_agg(@vec@.l2_normalize((SELECT array_agg(u.x + $2 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) / sqrt(%s)
+                                                       ORDER BY u.o)
+                                                FROM unnest(e.embedding::real[]) WITH ORDINALITY u(x, o))::@vec@.vector))
+           FROM (SELECT embedding FROM %s ORDER BY random() LIMIT $1) e', s.dims, s.vectors_table)
+        INTO out USING sample, noise;
+    IF out IS NULL THEN
+        RAISE EXCEPTION 'set "%" has no embedded rows to measure with', s.slug USING ERRCODE = 'no_data_found',
+              HINT = 'Let `pgmrl serve` embed the set first (SELECT * FROM mrl.set_status(...) shows progress).';
+    END IF;
+    RETURN out;
+END
+$fn$;
+
+-- Runs each query through mrl.search; the ids (a JSON array per query) and latency percentiles in ms.
+CREATE OR REPLACE FUNCTION mrl._run_queries(set_slug text, queries @vec@.vector[], k int, strategy text, coarse_k int,
+                                            OUT results jsonb, OUT p50_ms double precision, OUT p95_ms double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    q @vec@.vector;
+    t0 timestamptz;
+    ids text[];
+    times double precision[] := '{}';
+BEGIN
+    results := '[]';
+    FOREACH q IN ARRAY queries LOOP
+        t0 := clock_timestamp();
+        SELECT array_agg(r.id) INTO ids FROM mrl.search(set_slug, q, k, strategy, coarse_k) r;
+        times := times || (extract(epoch FROM clock_timestamp() - t0) * 1000)::double precision;
+        results := results || jsonb_build_array(to_jsonb(coalesce(ids, '{}')));
+    END LOOP;
+    SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY t), percentile_cont(0.95) WITHIN GROUP (ORDER BY t)
+      INTO p50_ms, p95_ms FROM unnest(times) t;
+END
+$fn$;
+
+-- Mean share of each truth list (exact top-k) found in the matching result list.
+CREATE OR REPLACE FUNCTION mrl._agreement(results jsonb, truth jsonb)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT avg((SELECT count(*) FROM jsonb_array_elements_text(t.v) e WHERE r.v ? e)::double precision
+               / greatest(jsonb_array_length(t.v), 1))
+      FROM jsonb_array_elements(results) WITH ORDINALITY r(v, i)
+      JOIN jsonb_array_elements(truth) WITH ORDINALITY t(v, i) ON r.i = t.i
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.measure_recall(set_slug text, sample int DEFAULT 200, k int DEFAULT 10,
+                                              strategy text DEFAULT NULL, coarse_k int DEFAULT NULL,
+                                              noise double precision DEFAULT 0.5)
+RETURNS TABLE (agreement double precision, p50_ms double precision, p95_ms double precision,
+               exact_p50_ms double precision, speedup double precision, queries int, used_strategy text,
+               used_coarse_k int, used_ef_search int)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+    strat text := coalesce(measure_recall.strategy, s.default_strategy);
+    qs @vec@.vector[] := mrl._sample_queries(s, sample, noise);
+    approx record;
+    exact record;
+    ck int;
+BEGIN
+    exact := mrl._run_queries(s.slug, qs, k, 'exact', NULL);
+    approx := mrl._run_queries(s.slug, qs, k, strat, measure_recall.coarse_k);
+    ck := CASE WHEN strat IN ('two_stage', 'binary_two_stage')
+               THEN coalesce(measure_recall.coarse_k, greatest(k, CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END)) END;
+    RETURN QUERY SELECT mrl._agreement(approx.results, exact.results), approx.p50_ms, approx.p95_ms, exact.p50_ms,
+                        exact.p50_ms / nullif(approx.p50_ms, 0), cardinality(qs), strat, ck,
+                        CASE WHEN strat IN ('two_stage', 'coarse', 'binary_two_stage', 'hnsw') THEN
+                            greatest(coalesce(ck, k), CASE WHEN strat IN ('two_stage', 'coarse') THEN coalesce(s.default_ef_search, 0) ELSE 0 END,
+                                     coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 40)) END;
+END
+$fn$;
+
+-- Finds the smallest coarse_k (with ef_search = coarse_k, then 2 * coarse_k) whose agreement@k with exact search
+-- reaches target_recall on a sample, and stores it as the set's default. Returns every trial.
+CREATE OR REPLACE FUNCTION mrl.tune(set_slug text, target_recall double precision DEFAULT 0.99, sample int DEFAULT 200,
+                                   k int DEFAULT 10, strategy text DEFAULT NULL, noise double precision DEFAULT 0.5)
+RETURNS TABLE (coarse_k int, ef_search int, agreement double precision, p50_ms double precision, chosen bool)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl._set(set_slug);
+    strat text := coalesce(tune.strategy, mrl._two_stage_default(set_slug));
+    qs @vec@.vector[];
+    truth jsonb;
+    run record;
+    ck int;
+    ef int;
+    agree double precision;
+    best_ck int;
+    best_ef int;
+    best double precision := -1;
+    cks int[] := '{}';
+    efs int[] := '{}';
+    agrees double precision[] := '{}';
+    p50s double precision[] := '{}';
+    old_ef text := current_setting('hnsw.ef_search', true);
+BEGIN
+    IF target_recall IS NULL OR target_recall <= 0 OR target_recall > 1 THEN
+        RAISE EXCEPTION 'target_recall must be in (0, 1], got %', coalesce(target_recall::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'The share of exact top-k results the search must find, e.g. 0.99.';
+    END IF;
+    IF strat NOT IN ('two_stage', 'binary_two_stage') THEN
+        RAISE EXCEPTION 'only the two-stage strategies are tuned, not %', quote_literal(strat) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use strategy => ''two_stage'' or ''binary_two_stage''.';
+    END IF;
+    IF strat = 'two_stage' AND (s.coarse_method = 'none' OR mrl.coarse_of(s.id, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector) IS NULL) THEN
+        RAISE EXCEPTION 'set "%" has no coarse vectors yet, so there is nothing to tune', s.slug USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = CASE WHEN s.coarse_method = 'rotation' THEN format('Fit the rotation first: `pgmrl refit %s`.', s.slug)
+                          ELSE 'Create the set with a truncate_dim.' END;
+    END IF;
+    IF k IS NULL OR k < 1 OR k > 1000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    qs := mrl._sample_queries(s, sample, noise);
+    truth := (mrl._run_queries(s.slug, qs, k, 'exact', NULL)).results;
+    -- trials run without the set's stored ef_search floor (this transaction only)
+    UPDATE mrl.embedding_sets SET default_ef_search = NULL WHERE id = s.id;
+    <<grid>>
+    FOREACH ck IN ARRAY ARRAY[10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 5000] LOOP
+        CONTINUE WHEN ck < k;
+        FOREACH ef IN ARRAY CASE WHEN strat = 'two_stage' THEN ARRAY[ck, 2 * ck] ELSE ARRAY[ck] END LOOP
+            PERFORM set_config('hnsw.ef_search', greatest(ef, 1)::text, true);
+            run := mrl._run_queries(s.slug, qs, k, strat, ck);
+            agree := mrl._agreement(run.results, truth);
+            cks := cks || ck; efs := efs || ef; agrees := agrees || agree; p50s := p50s || run.p50_ms;
+            IF agree > best THEN
+                best := agree; best_ck := ck; best_ef := ef;
+            END IF;
+            EXIT grid WHEN agree >= target_recall;
+        END LOOP;
+    END LOOP;
+    PERFORM set_config('hnsw.ef_search', coalesce(nullif(old_ef, ''), '40'), true);
+    IF best < target_recall THEN
+        RAISE WARNING 'set "%": agreement % is the best reached (coarse_k %), below the target %', s.slug, round(best::numeric, 4), best_ck, target_recall;
+    END IF;
+    UPDATE mrl.embedding_sets e
+       SET default_coarse_k = CASE WHEN strat = 'two_stage' THEN best_ck ELSE e.default_coarse_k END,
+           binary_coarse_k = CASE WHEN strat = 'binary_two_stage' THEN best_ck ELSE e.binary_coarse_k END,
+           default_ef_search = CASE WHEN strat = 'two_stage' THEN best_ef ELSE s.default_ef_search END,
+           tuned_at = now(), tuned_agreement = best
+     WHERE e.id = s.id;
+    RETURN QUERY SELECT t.ck, t.ef, t.agree, t.p50, (t.ck = best_ck AND t.ef = best_ef)
+                   FROM unnest(cks, efs, agrees, p50s) t(ck, ef, agree, p50);
+END
+$fn$;
