@@ -65,6 +65,14 @@ def test_binary_and_full_hnsw_strategies(loaded, corpus_vectors):
     assert conn.execute("SELECT mrl.add_binary_index('docs')").fetchone()[0] == "mrl_data.docs_binary_hnsw"
     conn.execute("SELECT mrl.create_full_index('docs', m => 8)")
     idx = {r[1]: r for r in conn.execute("SELECT * FROM mrl.search_indexes('docs')")}
+    # exact stays exact with an index on the full vector (the planner must not use it)
+    docs = corpus_vectors[0][:3000]
+    full_scans = index_scans(conn, "docs_full_hnsw")
+    for q in queries[:5]:
+        want = list(np.argsort(-(mrl.normalize(docs) @ mrl.normalize(q)))[:10] + 1)
+        assert [int(i) for i in exact_ids(loaded, q)] == want
+        assert [int(i) for i in exact_ids(loaded, q, filter={"section": "misc"})] == want
+    assert index_scans(conn, "docs_full_hnsw") == full_scans
     assert set(idx) == {"binary", "coarse", "full"} and idx["full"][3] == 8 and idx["binary"][2] == 384
 
     before = index_scans(conn, "docs_binary_hnsw")

@@ -152,7 +152,7 @@ BEGIN
     dist1 := CASE strat
         WHEN 'binary_two_stage' THEN format('(@vec@.binary_quantize(v.embedding))::bit(%s) OPERATOR(@vec@.<~>) @vec@.binary_quantize($3)', s.dims)
         WHEN 'hnsw' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
-        WHEN 'exact' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
+        WHEN 'exact' THEN '(v.embedding OPERATOR(@vec@.<=>) $3) + 0'  -- "+ 0": never an (approximate) index order
         ELSE coarse_expr || ' OPERATOR(@vec@.<=>) $1' END;
     cond := mrl._filter_sql(s, filter, 5);
     src := format('%s v', s.vectors_table);
@@ -194,7 +194,8 @@ BEGIN
         IF coalesce(array_length(ids, 1), 0) < k AND strat <> 'exact' THEN
             -- a selective filter: fewer than k candidates passed it, so rank every row that does
             RETURN QUERY EXECUTE format(
-                'SELECT v.id::text, (v.embedding OPERATOR(@vec@.<=>) $3)::float8 FROM %s ORDER BY 2 LIMIT $4', src)
+                'SELECT v.id::text, (v.embedding OPERATOR(@vec@.<=>) $3)::float8 FROM %s
+                  ORDER BY (v.embedding OPERATOR(@vec@.<=>) $3) + 0 LIMIT $4', src)
                 USING q_coarse, ck, query, k, filter;
         ELSE
             RETURN QUERY SELECT u.id, u.distance FROM unnest(ids, dists) u(id, distance);
