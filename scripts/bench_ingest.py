@@ -59,19 +59,21 @@ def bulk(conn, rows: int, repeats: int) -> dict[str, list[float]]:
         for table, key in (("bulk_plain", "plain"), ("bulk_mrl", "mrl")):
             conn.execute(f"TRUNCATE {table} CASCADE")
             conn.execute("DELETE FROM mrl.queue")
+            conn.execute("DELETE FROM mrl.queue_intake")
             conn.execute("CHECKPOINT")
             t = time.perf_counter()
             conn.execute(f"INSERT INTO {table} SELECT id, body FROM bulk_src")
             out["insert_" + key].append(time.perf_counter() - t)
             conn.execute(f"TRUNCATE {table} CASCADE")
             conn.execute("DELETE FROM mrl.queue")
+            conn.execute("DELETE FROM mrl.queue_intake")
             conn.execute("CHECKPOINT")
             t = time.perf_counter()
             with conn.cursor().copy(f"COPY {table} (id, body) FROM STDIN") as cp:
                 for row in data:
                     cp.write_row(row)
             out["copy_" + key].append(time.perf_counter() - t)
-    queued = conn.execute("SELECT count(*) FROM mrl.queue").fetchone()[0]
+    queued = conn.execute("SELECT queued FROM mrl.queue_status WHERE slug = 'bulk'").fetchone()[0]
     assert queued == rows, f"the triggers queued {queued} of {rows} rows"
     conn.execute("SELECT mrl.drop_embedding_set('bulk')")
     return out

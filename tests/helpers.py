@@ -24,12 +24,17 @@ def check_invariant(conn, slug: str, text_expr: str, table: str = "docs") -> dic
     extra = conn.execute(
         f"SELECT v.id FROM {vt} v LEFT JOIN {table} t ON t.id = v.id "
         f"WHERE t.id IS NULL OR coalesce(({text_expr})::text, '') = ''").fetchall()
-    queued = conn.execute("SELECT count(*) FROM mrl.queue q JOIN mrl.embedding_sets s ON s.id = q.set_id "
-                          "WHERE s.slug = %s AND NOT q.dead", (slug,)).fetchone()[0]
+    queued = pending(conn, slug)
     assert not missing, f"rows without a current vector: {missing[:10]}"
     assert not extra, f"vectors that should not exist: {extra[:10]}"
     assert queued == 0, f"{queued} items still queued"
     return {"vectors": conn.execute(f"SELECT count(*) FROM {vt}").fetchone()[0]}
+
+
+def pending(conn, slug: str | None = None) -> int:
+    """Changes not embedded yet (queue rows and written keys not yet expanded), not counting dead letters."""
+    return conn.execute("SELECT coalesce(sum(queued), 0)::bigint FROM mrl.queue_status "
+                        "WHERE %(slug)s::text IS NULL OR slug = %(slug)s", {"slug": slug}).fetchone()[0]
 
 
 def cosine(a, b) -> np.ndarray:

@@ -19,7 +19,7 @@ from pgmrl.client import Client
 from pgmrl.server import EmbeddedServer
 from pgmrl.worker import Worker
 
-from helpers import check_invariant
+from helpers import check_invariant, pending
 
 pytestmark = pytest.mark.slow
 TEXT = "left(body, 300)"  # short texts keep the model fast; the machinery is what is under test
@@ -106,7 +106,7 @@ def test_postgres_restart_while_worker_runs(corpus):
         with psycopg.connect(dsn) as conn:
             conn.execute("INSERT INTO docs VALUES (9999, 'after', 'written after the restarts')")
             conn.commit()
-            wait_for(lambda: count(conn, "SELECT count(*) FROM mrl.queue") == 0, 300, "the queue to drain")
+            wait_for(lambda: pending(conn) == 0, 300, "the queue to drain")
             check_invariant(conn, "docs", TEXT)
         proc.send_signal(signal.SIGTERM)
         rc, err = finish(proc, 60)
@@ -133,7 +133,7 @@ def test_no_sidecar_during_5000_changes(client, dsn, corpus):
     conn.execute("UPDATE docs SET title = upper(title) WHERE id % 3 = 1")             # no text change
     conn.execute("UPDATE docs SET body = NULL WHERE id % 50 = 7")                     # text removed
     conn.execute("DELETE FROM docs WHERE id % 10 = 5")                                # 500 deletes
-    queued = count(conn, "SELECT count(*) FROM mrl.queue")
+    queued = pending(conn)
     assert queued >= 3600
     rc, err = finish(start_worker(dsn, "--once"), 900)
     assert rc == 0, err
@@ -178,7 +178,7 @@ def test_concurrent_writers_and_two_workers(client, dsn, corpus):
     for t in threads:
         t.join(30)
     assert not errors, errors[:5]
-    wait_for(lambda: count(conn, "SELECT count(*) FROM mrl.queue") == 0, 300, "the queue to drain")
+    wait_for(lambda: pending(conn) == 0, 300, "the queue to drain")
     check_invariant(conn, "docs", TEXT)
     for w in workers:
         w.send_signal(signal.SIGTERM)

@@ -7,7 +7,8 @@ from pgmrl.client import Client
 
 from conftest import with_db
 
-MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql"]
+MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql",
+              "005_providers_finetune.sql", "006_queue_intake.sql"]
 
 
 def test_install_twice_is_a_noop(client):
@@ -15,7 +16,8 @@ def test_install_twice_is_a_noop(client):
     assert sqlinstall.installed_migrations(client.conn) == MIGRATIONS
     names = [r[0] for r in client.conn.execute("SELECT name FROM mrl.embedding_configs WHERE builtin ORDER BY name")]
     assert names == ["all-minilm-l6-v2", "bge-large-en-v1.5", "e5-mistral-7b", "gte-large-en-v1.5",
-                     "multilingual-e5-large", "mxbai-embed-large-v1", "nomic-embed-text-v1.5"]
+                     "jina-embeddings-v2-base-code", "multilingual-e5-large", "multilingual-e5-small",
+                     "mxbai-embed-large-v1", "nomic-embed-text-v1.5"]
 
 
 def test_seeded_configs(client):
@@ -81,6 +83,13 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     conn.execute("ALTER TABLE mrl.queue DROP COLUMN failed_at")
     conn.execute("ALTER TABLE mrl_data.docs DROP COLUMN truncated")
     conn.execute("ALTER TABLE mrl.embedding_sets DROP COLUMN replaces CASCADE")
+    conn.execute("CREATE OR REPLACE VIEW mrl.queue_status AS SELECT e.slug, count(q.qid) FILTER (WHERE NOT q.dead) "
+                 "AS queued, count(q.qid) FILTER (WHERE q.dead) AS failed, clock_timestamp() - min(q.queued_at) "
+                 "FILTER (WHERE NOT q.dead) AS oldest_queued_age FROM mrl.embedding_sets e "
+                 "LEFT JOIN mrl.queue q ON q.set_id = e.id GROUP BY e.slug")  # as 001 defined it
+    conn.execute("DROP TABLE mrl.queue_intake, mrl.finetune_pairs, mrl.finetune_datasets")
+    conn.execute("ALTER TABLE mrl.embedding_configs DROP COLUMN endpoint")
+    conn.execute("ALTER TABLE mrl.embedding_configs DROP CONSTRAINT embedding_configs_provider_check")
     for col in ("default_ef_search", "binary_coarse_k", "default_strategy", "tuned_at", "tuned_agreement"):
         conn.execute(f"ALTER TABLE mrl.embedding_sets DROP COLUMN {col}")
     # the 003-era search signature (no filter), which 004 replaces

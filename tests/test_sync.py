@@ -11,11 +11,11 @@ import pytest
 from pgmrl.db import connect, to_numpy
 from pgmrl.worker import Worker
 
-from helpers import check_invariant, cosine, make_docs_table
+from helpers import check_invariant, cosine, make_docs_table, pending
 
 
 def _queue_len(conn):
-    return conn.execute("SELECT count(*) FROM mrl.queue WHERE NOT dead").fetchone()[0]
+    return pending(conn)
 
 
 def test_mixed_changes_end_in_exact_vectors(client, dsn, embedder, corpus):

@@ -330,9 +330,11 @@ def quickstart(data_dir, rows, batch_size):
     run_quickstart(_server(data_dir), rows=rows, batch_size=batch_size, echo=click.echo)
 
 
-from . import cli_measure  # noqa: E402
+from . import cli_finetune, cli_guide, cli_measure  # noqa: E402
 
 cli_measure.register(cli, _dsn_option, resolve_dsn)
+cli_guide.register(cli, _dsn_option, resolve_dsn)
+cli_finetune.register(cli, _dsn_option, resolve_dsn)
 
 
 def main() -> None:

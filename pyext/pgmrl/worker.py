@@ -187,6 +187,9 @@ class Worker:
 
     # -- loop ------------------------------------------------------------------------------------------
     def pending_sets(self) -> list[int]:
+        while self.conn.execute("SELECT mrl._expand_intake()").fetchone()[0]:  # statements' key arrays -> rows
+            self.conn.commit()
+        self.conn.commit()
         rows = self.conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
                                  "AND set_id IN (SELECT id FROM mrl.embedding_sets)").fetchall()
         self.conn.commit()

@@ -1,7 +1,8 @@
 -- Embedding sets: creation, change capture, removal, status.
 
--- Statement-level trigger: queues the keys of inserted rows, and of updated rows whose embedded text changed.
--- TG_ARGV[0] is the set id. Transition tables: mrl_new (INSERT, UPDATE) and mrl_old (UPDATE).
+-- Statement-level trigger: queues the keys of inserted rows, and of updated rows whose embedded text changed,
+-- as one array per statement in mrl.queue_intake (the worker expands it into mrl.queue rows: bulk writes stay
+-- cheap). TG_ARGV[0] is the set id. Transition tables: mrl_new (INSERT, UPDATE) and mrl_old (UPDATE).
 CREATE OR REPLACE FUNCTION mrl._queue_changes()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -17,16 +18,18 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' THEN
         EXECUTE format(
-            'INSERT INTO mrl.queue (set_id, id)
-             SELECT $1, (%1$I)::text FROM mrl_new WHERE coalesce((%2$s)::text, '''') <> ''''',
+            'INSERT INTO mrl.queue_intake (set_id, ids)
+             SELECT $1, array_agg((%1$I)::text) FROM mrl_new WHERE coalesce((%2$s)::text, '''') <> ''''
+             HAVING count(*) > 0',
             s.pk_column, s.text_expr) USING s.id;
     ELSE
         EXECUTE format(
-            'INSERT INTO mrl.queue (set_id, id)
-             SELECT $1, (n.k)::text
+            'INSERT INTO mrl.queue_intake (set_id, ids)
+             SELECT $1, array_agg((n.k)::text)
                FROM (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) n
           LEFT JOIN (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_old) o ON o.k = n.k
-              WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t',
+              WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t
+             HAVING count(*) > 0',
             s.pk_column, s.text_expr) USING s.id;
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -244,6 +247,7 @@ BEGIN
     PERFORM mrl._drop_triggers(s);
     EXECUTE format('DROP TABLE IF EXISTS %s', s.vectors_table);
     DELETE FROM mrl.queue WHERE set_id = s.id;
+    DELETE FROM mrl.queue_intake WHERE set_id = s.id;
     DELETE FROM mrl.embedding_sets WHERE id = s.id;
 END
 $fn$;

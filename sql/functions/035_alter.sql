@@ -56,7 +56,8 @@ BEGIN
         RAISE EXCEPTION 'set "%" has no pending replacement', s.slug USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Start one with mrl.alter_embedding_set().';
     END IF;
-    SELECT count(*) INTO pending FROM mrl.queue WHERE set_id = n.id AND NOT dead;
+    SELECT count(*) + coalesce((SELECT sum(cardinality(ids)) FROM mrl.queue_intake WHERE set_id = n.id), 0)
+      INTO pending FROM mrl.queue WHERE set_id = n.id AND NOT dead;
     IF pending > 0 AND NOT force THEN
         RAISE EXCEPTION 'the replacement of "%" still has % queued rows', s.slug, pending USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = 'Let `pgmrl serve` finish, or pass force => true to switch now (missing rows are embedded afterwards).';
@@ -65,6 +66,7 @@ BEGIN
     PERFORM mrl._drop_triggers(n);
     -- queued work of the replacement continues under the set's id
     UPDATE mrl.queue SET set_id = s.id WHERE set_id = n.id;
+    UPDATE mrl.queue_intake SET set_id = s.id WHERE set_id = n.id;
     DELETE FROM mrl.rotation_components WHERE set_id = s.id;
     UPDATE mrl.rotation_components SET set_id = s.id WHERE set_id = n.id;
     EXECUTE format('DROP TABLE %s', old_table);
@@ -94,7 +96,8 @@ DECLARE
     rows bigint;
 BEGIN
     FOR n IN SELECT * FROM mrl.embedding_sets WHERE replaces IS NOT NULL LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = n.id AND NOT q.dead);
+        CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = n.id AND NOT q.dead)
+                   OR EXISTS (SELECT FROM mrl.queue_intake i WHERE i.set_id = n.id);
         IF n.coarse_method = 'rotation' AND n.rotation_version = 0 THEN
             EXECUTE format('SELECT count(*) FROM %s', n.vectors_table) INTO rows;
             CONTINUE WHEN rows >= n.rotation_min_rows;  -- the rotation is fitted first

@@ -1,13 +1,14 @@
 -- What a DBA looks at: how far each set is from being fully embedded.
 
+-- Queued: rows in mrl.queue plus keys written but not yet expanded from mrl.queue_intake.
 CREATE OR REPLACE VIEW mrl.queue_status AS
 SELECT e.slug,
-       count(q.qid) FILTER (WHERE NOT q.dead)                  AS queued,
-       count(q.qid) FILTER (WHERE q.dead)                      AS failed,
-       clock_timestamp() - min(q.queued_at) FILTER (WHERE NOT q.dead) AS oldest_queued_age
-  FROM mrl.embedding_sets e
-  LEFT JOIN mrl.queue q ON q.set_id = e.id
- GROUP BY e.slug;
+       (SELECT count(*) FROM mrl.queue q WHERE q.set_id = e.id AND NOT q.dead)
+         + (SELECT coalesce(sum(cardinality(i.ids)), 0) FROM mrl.queue_intake i WHERE i.set_id = e.id)::bigint AS queued,
+       (SELECT count(*) FROM mrl.queue q WHERE q.set_id = e.id AND q.dead) AS failed,
+       clock_timestamp() - least((SELECT min(q.queued_at) FROM mrl.queue q WHERE q.set_id = e.id AND NOT q.dead),
+                                 (SELECT min(i.queued_at) FROM mrl.queue_intake i WHERE i.set_id = e.id)) AS oldest_queued_age
+  FROM mrl.embedding_sets e;
 
 CREATE OR REPLACE FUNCTION mrl.set_status(set_slug text)
 RETURNS TABLE (slug text, config text, coarse_method text, truncate_dim int, rows bigint, embedded bigint,

@@ -123,3 +123,25 @@ BEGIN
     RETURN n;
 END
 $fn$;
+
+-- Moves keys queued as arrays (mrl.queue_intake) into mrl.queue rows, oldest statements first; keeps their
+-- queue time. Concurrent workers take different intake rows. Returns the keys moved.
+CREATE OR REPLACE FUNCTION mrl._expand_intake(max_statements int DEFAULT 100)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    WITH moved AS (
+        DELETE FROM mrl.queue_intake i
+         WHERE i.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
+        RETURNING i.set_id, i.ids, i.queued_at)
+    INSERT INTO mrl.queue (set_id, id, queued_at)
+    SELECT m.set_id, u.id, m.queued_at
+      FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$fn$;

@@ -18,7 +18,8 @@ BEGIN
             RETURN NEXT s.id;
             CONTINUE;
         END IF;
-        CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = s.id AND NOT q.dead);
+        CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = s.id AND NOT q.dead)
+                   OR EXISTS (SELECT FROM mrl.queue_intake i WHERE i.set_id = s.id);
         EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n;
         IF (s.rotation_version = 0 AND n >= s.rotation_min_rows)
            OR (s.rotation_version > 0 AND n >= 2 * s.rotation_rows) THEN

@@ -22,7 +22,11 @@ VALUES
     ('multilingual-e5-large', 'intfloat/multilingual-e5-large', 'sentence-transformers', 1024, false, NULL, NULL,
      'query: ', 'passage: ', 512, 560, 'multilingual and CJK search', '{multilingual-e5}', true),
     ('gte-large-en-v1.5', 'Alibaba-NLP/gte-large-en-v1.5', 'sentence-transformers', 1024, false, NULL, NULL,
-     '', '', 8192, 434, 'domain-specific search after fine-tuning; long context', '{gte-large-en,gte-large}', true)
+     '', '', 8192, 434, 'domain-specific search after fine-tuning; long context', '{gte-large-en,gte-large}', true),
+    ('multilingual-e5-small', 'intfloat/multilingual-e5-small', 'sentence-transformers', 384, false, NULL, NULL,
+     'query: ', 'passage: ', 512, 118, 'multilingual and CJK search, fast', '{multilingual-e5-small}', true),
+    ('jina-embeddings-v2-base-code', 'jinaai/jina-embeddings-v2-base-code', 'sentence-transformers', 768, false,
+     NULL, NULL, '', '', 8192, 161, 'code search (natural language to code)', '{jina-code,code}', true)
 ON CONFLICT (name) DO UPDATE
    SET model = EXCLUDED.model, provider = EXCLUDED.provider, dims = EXCLUDED.dims,
        supports_mrl = EXCLUDED.supports_mrl, matryoshka_dims = EXCLUDED.matryoshka_dims,

@@ -4,8 +4,8 @@
 GRANT USAGE ON SCHEMA mrl, mrl_data TO PUBLIC;
 GRANT SELECT ON mrl.embedding_configs, mrl.embedding_sets, mrl.rotation_components, mrl.queue_status,
                 mrl.migrations TO PUBLIC;
-GRANT INSERT ON mrl.queue TO PUBLIC;
-GRANT USAGE ON SEQUENCE mrl.queue_qid_seq TO PUBLIC;
+GRANT INSERT ON mrl.queue, mrl.queue_intake TO PUBLIC;
+GRANT USAGE ON SEQUENCE mrl.queue_qid_seq, mrl.queue_intake_bid_seq TO PUBLIC;
 REVOKE ALL ON mrl.settings FROM PUBLIC;
 
 DO $roles$
@@ -21,6 +21,7 @@ BEGIN
         COMMENT ON ROLE pgmrl_worker IS 'pgmrl embedding worker: reads queued source rows, writes their vectors';
     END IF;
     GRANT SELECT, UPDATE, DELETE ON mrl.queue TO pgmrl_worker;
+    GRANT SELECT, UPDATE, DELETE ON mrl.queue_intake TO pgmrl_worker;
     GRANT SELECT ON mrl.settings TO pgmrl_worker;
     GRANT UPDATE (rotation_version, rotation_rows, rotation_fitted_at, rotation_requested_at) ON mrl.embedding_sets TO pgmrl_worker;
     GRANT INSERT, DELETE ON mrl.rotation_components TO pgmrl_worker;

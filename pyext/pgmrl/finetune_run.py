@@ -1,0 +1,213 @@
+"""`pgmrl finetune generate / train`: datasets in the database, training on CPU or GPU, the 60% guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from . import finetune
+from .db import connect
+from .embedders import EmbeddingConfig, resolve_local_model
+from .errors import PgmrlError
+
+log = logging.getLogger(__name__)
+GUARD_RECALL = 0.60  # the guide: fine-tune only when the baseline Recall@10 is below 60%
+
+
+def generate(dsn: str, slug: str, name: str, queries_per_doc: int = 4, validation_share: float = 0.2,
+             llm: dict | None = None, replace: bool = False, progress=None) -> dict:
+    if not 1 <= queries_per_doc <= 20:
+        raise PgmrlError("queries_per_doc must be between 1 and 20")
+    if not 0 < validation_share < 1:
+        raise PgmrlError("the validation share must be between 0 and 1")
+    with connect(dsn) as conn:
+        if conn.execute("SELECT 1 FROM mrl.finetune_datasets WHERE name = %s", (name,)).fetchone():
+            if not replace:
+                raise PgmrlError(f"dataset {name!r} exists; choose another name or replace it")
+            conn.execute("DELETE FROM mrl.finetune_datasets WHERE name = %s", (name,))
+        rows = conn.execute("SELECT id, body FROM mrl.set_documents(%s)", (slug,)).fetchall()
+        if not rows:
+            raise PgmrlError(f"set {slug!r} has no documents with text")
+        if progress is not None:
+            progress.total = len(rows)
+        t = time.perf_counter()
+        pairs = finetune.make_pairs([r[0] for r in rows], [r[1] for r in rows], queries_per_doc, validation_share,
+                                    llm, progress)
+        stats = finetune.dataset_json(pairs) | {"seconds": round(time.perf_counter() - t, 1)}
+        config = {"queries_per_doc": queries_per_doc, "validation_share": validation_share,
+                  "method": "llm" if llm else "heuristic:" + ",".join(finetune.METHODS)}
+        with conn.transaction():
+            try:
+                conn.execute("INSERT INTO mrl.finetune_datasets (name, source, config, stats) VALUES (%s, %s, %s, %s)",
+                             (name, Jsonb({"type": "embedding_set", "slug": slug}), Jsonb(config), Jsonb(stats)))
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) == "23514":
+                    raise PgmrlError(f"invalid dataset name {name!r}: lower-case letters, digits, '.', '_', '-'") from None
+                raise
+            with conn.cursor().copy("COPY mrl.finetune_pairs (dataset, n, doc_id, query, split, method) FROM STDIN") as cp:
+                for i, p in enumerate(pairs):
+                    cp.write_row((name, i, p.doc_id, p.query, p.split, p.method))
+    return {"name": name, "source": {"type": "embedding_set", "slug": slug}, "config": config, "stats": stats}
+
+
+def load_dataset(conn, name: str) -> tuple[str, list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """(set slug, train (doc_id, query, doc), validation (doc_id, query))."""
+    row = conn.execute("SELECT source ->> 'slug' FROM mrl.finetune_datasets WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("SELECT name FROM mrl.finetune_datasets ORDER BY name")]
+        raise PgmrlError(f"unknown dataset {name!r}" + (f"; known: {', '.join(known)}" if known else
+                                                        "; create one with `pgmrl finetune generate`"))
+    slug = row[0]
+    docs = dict(conn.execute("SELECT id, body FROM mrl.set_documents(%s)", (slug,)).fetchall())
+    pairs = conn.execute("SELECT doc_id, query, split FROM mrl.finetune_pairs WHERE dataset = %s ORDER BY n",
+                         (name,)).fetchall()
+    train = [(d, q, docs[d]) for d, q, s in pairs if s == "train" and d in docs]
+    val = [(d, q) for d, q, s in pairs if s == "validation" and d in docs]
+    return slug, train, val
+
+
+def baseline_recall(dsn: str, slug: str, val: list[tuple[str, str]], progress=None) -> float:
+    """Recall@10 of the set as it is (its model, its stored vectors, exact search) on the validation pairs."""
+    from . import evaluate
+    from .client import Client
+
+    qs = evaluate.QuerySet([q for _, q in val], [None] * len(val), [{d} for d, _ in val])
+    with Client(dsn) as c:
+        res = c.evaluate(slug, qs, ["exact"], progress=progress)
+    return res[0].metrics["recall@10"]
+
+
+def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[int, ...] = (384, 256, 128, 64, 32),
+          name: str | None = None, output: str | None = None, epochs: int = 1, batch_size: int = 32,
+          lr: float = 5e-5, max_seq_length: int = 128, max_pairs: int | None = None, force: bool = False,
+          device: str | None = None, seed: int = 0, echo=print, progress_factory=None) -> dict:
+    """Trains base on the dataset's train pairs with MatryoshkaLoss(MultipleNegativesRankingLoss) and registers the
+    result as an MRL embedding config. Refuses when the set's baseline Recall@10 is already >= 60% (unless force)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+
+    with connect(dsn, autocommit=True) as conn:
+        slug, train_pairs, val = load_dataset(conn, dataset)
+        cfg = EmbeddingConfig.load(conn, base)
+        name = name or f"{cfg.name}-{dataset}"
+        if conn.execute("SELECT 1 FROM mrl.embedding_configs WHERE name = %s", (name,)).fetchone():
+            raise PgmrlError(f"an embedding config named {name!r} exists; pass another --name")
+        params = conn.execute("SELECT params_millions FROM mrl._config(%s)", (base,)).fetchone()[0]
+    if cfg.provider != "sentence-transformers":
+        raise PgmrlError(f"base {cfg.name} is served by {cfg.provider}; fine-tuning needs a local model")
+    dims = tuple(sorted({int(d) for d in dims}, reverse=True))
+    if dims[0] != cfg.dims or dims[-1] < 1:
+        raise PgmrlError(f"--matryoshka-dims must start at the model's {cfg.dims} dims and stay positive, got {dims}")
+    if not train_pairs or not val:
+        raise PgmrlError(f"dataset {dataset!r} needs both train and validation pairs")
+
+    t0 = time.perf_counter()
+    recall = baseline_recall(dsn, slug, val)
+    echo(f"baseline Recall@10 of set {slug} (its model, exact search) on {len(val)} validation pairs: {recall:.3f}")
+    if recall >= GUARD_RECALL and not force:
+        raise PgmrlError(f"the baseline Recall@10 is {recall:.1%}, at least {GUARD_RECALL:.0%}: the guide says "
+                         f"fine-tuning is unlikely to pay off here. Pass --force to train anyway.")
+    rng = np.random.default_rng(seed)
+    if max_pairs and len(train_pairs) > max_pairs:
+        # whole documents (all their queries), so that the pairs per document stay as generated
+        docs = sorted({d for d, _, _ in train_pairs})
+        keep, n = set(), 0
+        counts = {}
+        for d, _, _ in train_pairs:
+            counts[d] = counts.get(d, 0) + 1
+        for i in rng.permutation(len(docs)):
+            if n + counts[docs[i]] > max_pairs:
+                continue
+            keep.add(docs[i])
+            n += counts[docs[i]]
+        train_pairs = [p for p in train_pairs if p[0] in keep]
+
+    torch.manual_seed(seed)
+    model = SentenceTransformer(str(resolve_local_model(cfg)), device=device, local_files_only=True)
+    model.max_seq_length = max_seq_length
+    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), list(dims))
+    batches = [b for e in range(epochs) for b in finetune.no_duplicate_batches(train_pairs, batch_size, seed + e)]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    warmup = max(1, len(batches) // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
+        if step >= warmup else (step + 1) / warmup)
+    echo(f"training {cfg.name} on {len(train_pairs)} pairs ({len(batches)} steps of {batch_size}, {epochs} epoch(s), "
+         f"max {max_seq_length} tokens, Matryoshka dims {','.join(map(str, dims))})")
+    model.train()
+    bar = progress_factory(len(batches)) if progress_factory else None
+    t_train = time.perf_counter()
+    losses = []
+    for batch in batches:
+        q_prefix, d_prefix = cfg.query_prefix, cfg.document_prefix
+        feats = [model.preprocess([q_prefix + q for _, q, _ in batch]), model.preprocess([d_prefix + d for _, _, d in batch])]
+        feats = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in f.items()} for f in feats]
+        value = loss(feats, None)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(float(value.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+    if bar is not None:
+        bar.close()
+    train_s = time.perf_counter() - t_train
+    model.eval()
+    out = Path(output or Path(os.environ.get("PGMRL_MODEL_DIR") or Path.home() / ".local/share/pgmrl/models") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    default_dim = 128 if 128 in dims else dims[min(1, len(dims) - 1)]
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO mrl.embedding_configs (name, model, provider, dims, supports_mrl, matryoshka_dims, "
+            "default_truncate_dim, query_prefix, document_prefix, max_seq_length, params_millions, best_for) "
+            "VALUES (%s, %s, 'sentence-transformers', %s, true, %s, %s, %s, %s, %s, %s, %s)",
+            (name, str(out.resolve()), cfg.dims, list(dims), default_dim, cfg.query_prefix, cfg.document_prefix,
+             max_seq_length, params, f"{cfg.name} fine-tuned on dataset {dataset} (Matryoshka {min(dims)}-{max(dims)})"))
+    result = {"config": name, "path": str(out.resolve()), "base": cfg.name, "dataset": dataset, "pairs": len(train_pairs),
+              "steps": len(batches), "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t0, 1),
+              "baseline_recall@10": recall, "final_loss": float(np.mean(losses[-10:])) if losses else math.nan,
+              "matryoshka_dims": list(dims)}
+    echo(f"trained in {train_s:.0f} s; saved to {out}; registered embedding config {name!r} (MRL dims "
+         f"{','.join(map(str, dims))}). Re-embed a set with it: pgmrl alter-set {slug} --config {name}")
+    return result
+
+
+def compare_on_validation(dsn: str, dataset: str, finetuned: str, dims: tuple[int, ...] = (384, 128, 64),
+                          base: str = "all-minilm-l6-v2") -> dict:
+    """Recall@10 on the validation pairs, documents = the validation documents: base (raw prefix and PCA
+    rotation fitted on those documents) against the fine-tuned model (Matryoshka prefix), per dimension."""
+    from . import mrl
+    from .embedders import get_embedder
+
+    with connect(dsn, autocommit=True) as conn:
+        _, _, val = load_dataset(conn, dataset)
+        slug = conn.execute("SELECT source ->> 'slug' FROM mrl.finetune_datasets WHERE name = %s", (dataset,)).fetchone()[0]
+        docs = dict(conn.execute("SELECT id, body FROM mrl.set_documents(%s)", (slug,)).fetchall())
+        cfgs = {k: EmbeddingConfig.load(conn, n) for k, n in (("base", base), ("tuned", finetuned))}
+    doc_ids = sorted({d for d, _ in val})
+    index = {d: i for i, d in enumerate(doc_ids)}
+    relevant = [index[d] for d, _ in val]
+    out = {}
+    for key, cfg in cfgs.items():
+        emb = get_embedder(cfg)
+        dv = emb.encode([docs[d] for d in doc_ids], "document")
+        qv = emb.encode([q for _, q in val], "query")
+        for d in dims:
+            if key == "base" and d < cfg.dims:
+                out[f"base raw-{d}"] = finetune.recall_at_10(qv, dv, relevant, d)
+                comps, _ = mrl.fit_rotation(dv, d)
+                out[f"base pca-{d}"] = finetune.recall_at_10(mrl.project(qv, comps), mrl.project(dv, comps), relevant)
+            else:
+                out[f"{key} {d}"] = finetune.recall_at_10(qv, dv, relevant, d if d < cfg.dims else None)
+    return out
