@@ -23,7 +23,7 @@ from pgmrl.embedders import EmbeddingConfig, get_embedder
 from pgmrl.worker import Worker
 
 
-def end_to_end(c: Client, dsn: str, texts: list[str], truncate_dim: int) -> float:
+def end_to_end(c: Client, dsn: str, texts: list[str], truncate_dim: int, batch_size: int) -> float:
     conn = c.conn
     conn.execute("DROP TABLE IF EXISTS ingest_docs CASCADE")
     if c.set_exists("ingest"):
@@ -31,7 +31,7 @@ def end_to_end(c: Client, dsn: str, texts: list[str], truncate_dim: int) -> floa
     conn.execute("CREATE TABLE ingest_docs (id bigint PRIMARY KEY, body text)")
     c.create_set("Ingest", "ingest", "ingest_docs", "body", truncate_dim=truncate_dim)
     stop = threading.Event()
-    worker = Worker(dsn, stop_event=stop, poll_interval=0.2)
+    worker = Worker(dsn, stop_event=stop, poll_interval=0.2, batch_size=batch_size)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     time.sleep(1.0)  # the worker is connected and listening
@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=50000, help="rows for the bulk-write comparison")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--truncate-dim", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=256, help="the worker's batch (pgmrl serve --batch-size)")
     args = ap.parse_args()
 
     texts = [r["doc"] for r in load_records(args.offset + args.docs, args.data)[args.offset:]]
@@ -103,12 +104,12 @@ def main() -> None:
         t = time.perf_counter()
         model.encode(texts, batch_size=emb.batch_size)
         raw_worker_batch = time.perf_counter() - t
-        e2e = end_to_end(c, dsn, texts, args.truncate_dim)
+        e2e = end_to_end(c, dsn, texts, args.truncate_dim, args.batch_size)
         n = len(texts)
         print(f"end to end, {n} documents (records {args.offset}..{args.offset + n - 1}):")
         print(f"  SentenceTransformer.encode(), defaults (batch 32):  {n / raw_default:7.1f} docs/s")
         print(f"  SentenceTransformer.encode(), batch {emb.batch_size}:           {n / raw_worker_batch:7.1f} docs/s")
-        print(f"  INSERT -> trigger -> queue -> worker -> searchable: {n / e2e:7.1f} docs/s")
+        print(f"  INSERT -> trigger -> queue -> worker -> searchable: {n / e2e:7.1f} docs/s (worker batch {args.batch_size})")
         print(f"  ratio pgmrl / raw encode: {raw_default / e2e:.2f} (defaults), {raw_worker_batch / e2e:.2f} (batch {emb.batch_size})")
 
         with connect(dsn, autocommit=True) as conn:

@@ -272,9 +272,10 @@ def plot(fams, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    singles = iter("sD^vP*X")
     for fam, rows in fams.items():
-        style = "o-" if len(rows) > 1 else "s"
-        ax.plot([r["p50_ms"] for r in rows], [r["agreement@10"] for r in rows], style, label=fam)
+        style = "o-" if len(rows) > 1 else next(singles, "s")
+        ax.plot([r["p50_ms"] for r in rows], [r["agreement@10"] for r in rows], style, label=fam, markersize=7)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency (ms, log scale)")
     ax.set_ylabel("agreement@10 with exact")

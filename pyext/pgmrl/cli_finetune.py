@@ -56,9 +56,10 @@ def register(cli, dsn_option, resolve_dsn) -> None:
     @click.option("--max-pairs", type=int, help="Train on at most this many pairs (whole documents).")
     @click.option("--device", envvar="PGMRL_DEVICE", help="cpu, cuda, ... (default: automatic).")
     @click.option("--force", is_flag=True, help="Train even when the baseline Recall@10 is at least 60%.")
+    @click.option("--skip-eval", is_flag=True, help="Do not compare with the base model on the held-out pairs.")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON at the end.")
     def train(dsn, dataset, base, matryoshka_dims, name, output, epochs, batch_size, lr, max_seq_length, max_pairs,
-              device, force, as_json):
+              device, force, skip_eval, as_json):
         """Fine-tune BASE with MatryoshkaLoss over MultipleNegativesRankingLoss on the dataset's train pairs,
         save it, register it as an MRL embedding config, and compare it with the base on the held-out pairs."""
         from tqdm import tqdm
@@ -72,12 +73,13 @@ def register(cli, dsn_option, resolve_dsn) -> None:
         dsn = resolve_dsn(dsn)
         out = run(dsn, dataset, base, dims, name, output, epochs, batch_size, lr, max_seq_length, max_pairs, force,
                   device, echo=click.echo, progress_factory=lambda n: tqdm(total=n, desc="training", unit="step"))
-        cmp = compare_on_validation(dsn, dataset, out["config"], tuple(d for d in (384, 128, 64) if d in dims) or dims[:1],
-                                    base)
-        out["validation_recall@10"] = cmp
-        click.echo("held-out validation pairs, Recall@10 (documents: the validation documents):")
-        for k, v in cmp.items():
-            click.echo(f"  {k:16s} {v:.3f}")
+        if not skip_eval:
+            cmp = compare_on_validation(dsn, dataset, out["config"],
+                                        tuple(d for d in (384, 128, 64) if d in dims) or dims[:1], base)
+            out["validation_recall@10"] = cmp
+            click.echo("held-out validation pairs, Recall@10 (documents: the validation documents):")
+            for k, v in cmp.items():
+                click.echo(f"  {k:16s} {v:.3f}")
         if as_json:
             click.echo(json.dumps(out, indent=2))
 

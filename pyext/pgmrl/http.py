@@ -109,6 +109,22 @@ class CreateSetRequest(BaseModel):
     mode: Literal["async", "sync"] = "async"
 
 
+class FineTuneSource(BaseModel):
+    type: Literal["embedding_set"] = "embedding_set"
+    slug: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class FineTuneConfig(BaseModel):
+    queries_per_doc: int = Field(4, ge=1, le=20)
+    validation_share: float = Field(0.2, gt=0, lt=1)
+
+
+class FineTuneGenerateRequest(BaseModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+    source: FineTuneSource
+    config: FineTuneConfig = FineTuneConfig()
+
+
 def _status_of(exc: psycopg.Error) -> int:
     state = exc.sqlstate or ""
     if not state and isinstance(exc, psycopg.DataError):
@@ -242,6 +258,32 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
     @app.get("/api/v1/embedding-configs", tags=["configs"], dependencies=auth)
     def list_configs() -> list[dict]:
         return [config_json(r) for r in config_rows()]
+
+    @app.get("/api/v1/embedding-configs/recommend", tags=["configs"], dependencies=auth)
+    def recommend(llm_rerank: bool = False, storage: bool = False, domain: bool = False, multilingual: bool = False,
+                  code: bool = False, speed: bool = False) -> dict:
+        """The model selection guide's decision tree (mrl.recommend_config)."""
+        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("SELECT * FROM mrl.recommend_config(%s, %s, %s, %s, %s, %s)",
+                           (llm_rerank, storage, domain, multilingual, code, speed)).fetchone()
+
+    @app.post("/api/v1/fine-tuning/generate", tags=["fine-tuning"], status_code=201, dependencies=auth,
+              responses={404: {}, 409: {}, 422: {}})
+    def finetune_generate(req: FineTuneGenerateRequest) -> dict:
+        """Synthetic query-document pairs from a set's documents, stored with a validation split by document
+        (queries cut from the documents; an OpenAI-compatible chat model when PGMRL_LLM_URL is set)."""
+        import os
+
+        from .finetune_run import generate
+
+        llm = None
+        if os.environ.get("PGMRL_LLM_URL"):
+            llm = {"url": os.environ["PGMRL_LLM_URL"], "model": os.environ.get("PGMRL_LLM_MODEL", "gpt-4o-mini"),
+                   "api_key": os.environ.get("PGMRL_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")}
+        db.conn().execute("SELECT mrl._set(%s)", (req.source.slug,))  # 404 for an unknown set
+        if db.conn().execute("SELECT 1 FROM mrl.finetune_datasets WHERE name = %s", (req.name,)).fetchone():
+            raise HTTPException(409, f"dataset {req.name!r} exists")
+        return generate(dsn, req.source.slug, req.name, req.config.queries_per_doc, req.config.validation_share, llm)
 
     @app.get("/api/v1/embedding-configs/{name}", tags=["configs"], dependencies=auth, responses={404: {}})
     def get_config(name: Annotated[str, StringConstraints(max_length=200)]) -> dict:

@@ -45,7 +45,7 @@ def _timed(fn, repeat: int = 5) -> tuple[object, float]:
     return result, statistics.median(times) * 1000
 
 
-def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 64, echo=print) -> dict:
+def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 256, echo=print) -> dict:
     from tqdm import tqdm
 
     from .worker import Worker

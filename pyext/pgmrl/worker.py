@@ -47,7 +47,7 @@ def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000)
 
 
 class Worker:
-    def __init__(self, dsn: str, *, batch_size: int = 64, poll_interval: float = 5.0, max_attempts: int = 5,
+    def __init__(self, dsn: str, *, batch_size: int = 256, poll_interval: float = 5.0, max_attempts: int = 5,
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics=None,
