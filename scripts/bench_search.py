@@ -152,6 +152,8 @@ def main() -> None:
         log(f"  full-dimension HNSW built in {build['rot128']['full_hnsw']:.1f} s, binary in {build['rot128']['binary_hnsw']:.1f} s")
         tune, t_tune = timed(lambda: conn.execute("SELECT * FROM mrl.tune('rot128', 0.99)").fetchall())
         tuned = next(t for t in tune if t[4])
+        # the sweeps below must not inherit the tuned ef_search floor: the tuned row sets the same values itself
+        conn.execute("UPDATE mrl.embedding_sets SET default_ef_search = NULL, default_coarse_k = 100")
         log(f"  mrl.tune('rot128', 0.99): coarse_k {tuned[0]}, ef_search {tuned[1]} "
             f"(self-measured agreement {tuned[2]:.4f}) in {t_tune:.1f} s")
         sizes = {}
@@ -165,7 +167,8 @@ def main() -> None:
         for ef in (40, 100, 200, 400):
             cases.append((f"pgvector hnsw ef_search={ef}", plain_hnsw("mrl_data.rot128"), f"SET hnsw.ef_search = {ef}",
                           "rot128_full_hnsw", ("rot128", "full_hnsw"), "pgvector hnsw", True))
-        cases.append((f"two_stage rot-128 tuned (coarse_k {tuned[0]})", mrl_search("rot128", "two_stage"), None,
+        cases.append((f"two_stage rot-128 tuned (coarse_k {tuned[0]}, ef {tuned[1]})",
+                      mrl_search("rot128", "two_stage", tuned[0]), f"SET hnsw.ef_search = {tuned[1]}",
                       "rot128_coarse_hnsw", ("rot128", "coarse_hnsw"), "tuned", True))
         for label, slug, dim, iname in (("rot-256", "rot256", None, "rot256_coarse_hnsw"),
                                         ("rot-128", "rot128", None, "rot128_coarse_hnsw"),
@@ -205,12 +208,12 @@ def main() -> None:
         # the tuned two-stage with a sparser coarse graph (m = 8): smaller index, re-tuned
         _, t8 = timed(lambda: conn.execute("SELECT mrl.add_coarse_index('rot128', 128, m => 8)"))
         tune8 = next(t for t in conn.execute("SELECT * FROM mrl.tune('rot128', 0.99)").fetchall() if t[4])
-        fn = mrl_search("rot128", "two_stage")
+        fn = mrl_search("rot128", "two_stage")  # the stored defaults, as two_stage_search uses them
         with connect(dsn, autocommit=True) as qc:
             fn(qc, queries[0])
             ids, lat = latency_run(qc, fn, queries)
         size8 = conn.execute("SELECT size_bytes FROM mrl.search_indexes('rot128') WHERE index_name = 'rot128_coarse_hnsw'").fetchone()[0]
-        results.append({"strategy": f"two_stage rot-128 m=8 tuned (coarse_k {tune8[0]})", "family": "tuned m=8",
+        results.append({"strategy": f"two_stage rot-128 m=8 tuned (coarse_k {tune8[0]}, ef {tune8[1]})", "family": "tuned m=8",
                         "agreement@10": float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)])),
                         "recall@10": float(np.mean([rel in a for a, rel in zip(ids, relevant)])),
                         "p50_ms": statistics.median(lat), "p95_ms": float(np.percentile(lat, 95)),

@@ -87,6 +87,7 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
                  "AS queued, count(q.qid) FILTER (WHERE q.dead) AS failed, clock_timestamp() - min(q.queued_at) "
                  "FILTER (WHERE NOT q.dead) AS oldest_queued_age FROM mrl.embedding_sets e "
                  "LEFT JOIN mrl.queue q ON q.set_id = e.id GROUP BY e.slug")  # as 001 defined it
+    conn.execute("DROP VIEW mrl.finetune_summary")
     conn.execute("DROP TABLE mrl.queue_intake, mrl.finetune_pairs, mrl.finetune_datasets")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP COLUMN endpoint")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP CONSTRAINT embedding_configs_provider_check")
