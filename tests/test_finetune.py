@@ -4,7 +4,6 @@ registers an MRL config, and the REST generate endpoint."""
 import json
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 

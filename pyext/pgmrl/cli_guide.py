@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+import psycopg
 
 from . import guide
 from .errors import PgmrlError
@@ -31,7 +32,7 @@ def register(cli, dsn_option, resolve_dsn) -> None:
                 cur = conn.execute("SELECT name, model, provider, dims, matryoshka_dims, params_millions, best_for, "
                                    "endpoint FROM mrl.embedding_configs ORDER BY builtin DESC, params_millions, name")
                 rows = [dict(zip([d.name for d in cur.description], r)) for r in cur]
-        except (PgmrlError, Exception) as exc:  # no database: the built-in catalogue
+        except (PgmrlError, psycopg.Error) as exc:  # no database: the built-in catalogue
             click.echo(f"(no database: {str(exc).splitlines()[0]}; showing the built-in catalogue)", err=True)
             from .embedders import BUNDLED_MODEL
 

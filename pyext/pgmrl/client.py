@@ -160,10 +160,11 @@ class Client:
     # -- measurement --------------------------------------------------------------------------------------
     def strategies(self, slug: str) -> list[str]:
         """The strategies this set can serve now: exact always, the others when their vectors/indexes exist."""
-        s = self.status(slug)[0]
+        method, version = self.conn.execute("SELECT (s).coarse_method, (s).rotation_version "
+                                            "FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
         kinds = {r[0] for r in self.conn.execute("SELECT kind FROM mrl.search_indexes(%s)", (slug,))}
         out = ["exact"]
-        if s["coarse_method"] != "none" and (s["coarse_method"] == "prefix" or s.get("rotation_fitted_at")):
+        if method == "prefix" or (method == "rotation" and version > 0):
             out.append("two_stage")
         out += [name for kind, name in (("binary", "binary_two_stage"), ("full", "hnsw")) if kind in kinds]
         return out

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +118,9 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
     rng = np.random.default_rng(seed)
     if max_pairs and len(train_pairs) > max_pairs:
         # whole documents (all their queries), so that the pairs per document stay as generated
-        docs = sorted({d for d, _, _ in train_pairs})
+        counts = Counter(d for d, _, _ in train_pairs)
+        docs = sorted(counts)
         keep, n = set(), 0
-        counts = {}
-        for d, _, _ in train_pairs:
-            counts[d] = counts.get(d, 0) + 1
         for i in rng.permutation(len(docs)):
             if n + counts[docs[i]] > max_pairs:
                 continue
@@ -136,9 +135,9 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
     batches = [b for e in range(epochs) for b in finetune.no_duplicate_batches(train_pairs, batch_size, seed + e)]
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     warmup = max(1, len(batches) // 10)
+    steps = len(batches)  # linear warm-up over the first 10%, then linear decay to 0
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
-        if step >= warmup else (step + 1) / warmup)
+        opt, lambda step: (step + 1) / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup)))
     echo(f"training {cfg.name} on {len(train_pairs)} pairs ({len(batches)} steps of {batch_size}, {epochs} epoch(s), "
          f"max {max_seq_length} tokens, Matryoshka dims {','.join(map(str, dims))})")
     model.train()

@@ -1,8 +1,23 @@
 -- Embedding sets: creation, change capture, removal, status.
 
--- Statement-level trigger: queues the keys of inserted rows, and of updated rows whose embedded text changed,
--- as one array per statement in mrl.queue_intake (the worker expands it into mrl.queue rows: bulk writes stay
--- cheap). TG_ARGV[0] is the set id. Transition tables: mrl_new (INSERT, UPDATE) and mrl_old (UPDATE).
+-- The rows a statement changed, for a set's triggers: a FROM item c(k, t) over the transition tables with the key
+-- (in its own type) and the embedded text of every inserted row, or of every updated row whose text changed.
+CREATE OR REPLACE FUNCTION mrl._changed_rows(s mrl.embedding_sets, op text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN op = 'INSERT'
+        THEN format('(SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) c', s.pk_column, s.text_expr)
+        ELSE format('(SELECT n.k, n.t
+                        FROM (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) n
+                   LEFT JOIN (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_old) o ON o.k = n.k
+                       WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t) c', s.pk_column, s.text_expr) END
+$fn$;
+
+-- Statement-level trigger: queues the keys of inserted rows with text, and of updated rows whose embedded text
+-- changed (also to empty: the worker then removes the vector), as one array per statement in mrl.queue_intake (the
+-- worker expands it into mrl.queue rows: bulk writes stay cheap). TG_ARGV[0] is the set id.
 CREATE OR REPLACE FUNCTION mrl._queue_changes()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -16,22 +31,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;  -- set dropped in this transaction
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE format(
-            'INSERT INTO mrl.queue_intake (set_id, ids)
-             SELECT $1, array_agg((%1$I)::text) FROM mrl_new WHERE coalesce((%2$s)::text, '''') <> ''''
-             HAVING count(*) > 0',
-            s.pk_column, s.text_expr) USING s.id;
-    ELSE
-        EXECUTE format(
-            'INSERT INTO mrl.queue_intake (set_id, ids)
-             SELECT $1, array_agg((n.k)::text)
-               FROM (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) n
-          LEFT JOIN (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_old) o ON o.k = n.k
-              WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t
-             HAVING count(*) > 0',
-            s.pk_column, s.text_expr) USING s.id;
-    END IF;
+    EXECUTE format(
+        'INSERT INTO mrl.queue_intake (set_id, ids)
+         SELECT $1, array_agg((c.k)::text) FROM %s WHERE $2 OR coalesce(c.t, '''') <> '''' HAVING count(*) > 0',
+        mrl._changed_rows(s, TG_OP)) USING s.id, TG_OP = 'UPDATE';
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pg_notify('mrl_queue', s.id::text);

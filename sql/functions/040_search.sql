@@ -57,6 +57,67 @@ BEGIN
 END
 $fn$;
 
+-- The coarse dimension a search (or a coarse index) uses: the stored one, or a checked shorter prefix.
+CREATE OR REPLACE FUNCTION mrl._coarse_dim(s mrl.embedding_sets, coarse_dim int)
+RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    allowed int[];
+BEGIN
+    IF coarse_dim IS NULL THEN
+        RETURN s.truncate_dim;
+    END IF;
+    IF s.coarse_method = 'none' THEN
+        RAISE EXCEPTION 'set "%" keeps no coarse vector, so coarse_dim cannot be used', s.slug USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Leave coarse_dim NULL, or create the set with a truncate_dim.';
+    END IF;
+    IF s.coarse_method = 'prefix' THEN
+        SELECT array_agg(d ORDER BY d DESC) INTO allowed FROM mrl.embedding_configs c, unnest(c.matryoshka_dims) d
+         WHERE c.name = s.config AND d <= s.truncate_dim;
+    ELSE
+        allowed := array(SELECT generate_series(s.truncate_dim, 1, -1));
+    END IF;
+    IF NOT coarse_dim = ANY (allowed) THEN
+        RAISE EXCEPTION 'coarse_dim % is not available for set "%" (stored coarse dimension %)', coarse_dim, s.slug, s.truncate_dim
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE WHEN s.coarse_method = 'prefix'
+                              THEN format('Use one of: %s.', array_to_string(allowed, ', '))
+                              ELSE format('Use a value between 1 and %s.', s.truncate_dim) END;
+    END IF;
+    RETURN coarse_dim;
+END
+$fn$;
+
+-- Strategies that need an optional index ('hnsw', 'binary_two_stage') fail clearly without it.
+CREATE OR REPLACE FUNCTION mrl._require_index(s mrl.embedding_sets, strategy text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF strategy IN ('hnsw', 'binary_two_stage')
+       AND to_regclass(format('mrl_data.%I', s.slug || CASE strategy WHEN 'hnsw' THEN '_full_hnsw' ELSE '_binary_hnsw' END)) IS NULL THEN
+        RAISE EXCEPTION 'set "%" has no % index', s.slug, CASE strategy WHEN 'hnsw' THEN 'full-dimension HNSW' ELSE 'binary HNSW' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Create it once: SELECT mrl.%s(%L);', CASE strategy WHEN 'hnsw' THEN 'create_full_index' ELSE 'add_binary_index' END, s.slug);
+    END IF;
+END
+$fn$;
+
+-- hnsw.ef_search for a search: HNSW returns at most ef_search rows, so at least the rows wanted (k, or coarse_k
+-- candidates), the set's tuned value for its coarse stage, and never less than the session's setting.
+CREATE OR REPLACE FUNCTION mrl._ef_search(s mrl.embedding_sets, strategy text, k int, coarse_k int)
+RETURNS int
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT greatest(CASE strategy WHEN 'hnsw' THEN k WHEN 'binary_two_stage' THEN coarse_k
+                                  ELSE greatest(coarse_k, coalesce(s.default_ef_search, 0)) END,
+                    coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 40))
+$fn$;
+
 CREATE OR REPLACE FUNCTION mrl.search(
     set_slug text,
     query @vec@.vector,
@@ -84,7 +145,6 @@ DECLARE
     src text;     -- FROM clause
     cond text;    -- filter conditions
     stmt text;
-    allowed int[];
     ids text[];
     dists float8[];
 BEGIN
@@ -110,32 +170,8 @@ BEGIN
         RAISE EXCEPTION 'coarse_k % must be at least k (%) and at most 100000', ck, k USING ERRCODE = 'invalid_parameter_value',
               HINT = 'coarse_k is the number of stage-1 candidates re-ranked exactly; 100 is a good start.';
     END IF;
-    cd := coalesce(coarse_dim, s.truncate_dim);
-    IF coarse_dim IS NOT NULL THEN
-        IF s.coarse_method = 'none' THEN
-            RAISE EXCEPTION 'set "%" keeps no coarse vector, so coarse_dim cannot be used', s.slug USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Leave coarse_dim NULL, or create the set with a truncate_dim.';
-        END IF;
-        IF s.coarse_method = 'prefix' THEN
-            SELECT array_agg(d ORDER BY d DESC) INTO allowed FROM mrl.embedding_configs c, unnest(c.matryoshka_dims) d
-             WHERE c.name = s.config AND d <= s.truncate_dim;
-        ELSE
-            allowed := array(SELECT generate_series(s.truncate_dim, 1, -1));
-        END IF;
-        IF NOT coarse_dim = ANY (allowed) THEN
-            RAISE EXCEPTION 'coarse_dim % is not available for set "%" (stored coarse dimension %)', coarse_dim, s.slug, s.truncate_dim
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = CASE WHEN s.coarse_method = 'prefix'
-                                  THEN format('Use one of: %s.', array_to_string(allowed, ', '))
-                                  ELSE format('Use a value between 1 and %s.', s.truncate_dim) END;
-        END IF;
-    END IF;
-    IF strat IN ('hnsw', 'binary_two_stage')
-       AND to_regclass(format('mrl_data.%I', s.slug || CASE strat WHEN 'hnsw' THEN '_full_hnsw' ELSE '_binary_hnsw' END)) IS NULL THEN
-        RAISE EXCEPTION 'set "%" has no % index', s.slug, CASE strat WHEN 'hnsw' THEN 'full-dimension HNSW' ELSE 'binary HNSW' END
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('Create it once: SELECT mrl.%s(%L);', CASE strat WHEN 'hnsw' THEN 'create_full_index' ELSE 'add_binary_index' END, s.slug);
-    END IF;
+    cd := mrl._coarse_dim(s, coarse_dim);
+    PERFORM mrl._require_index(s, strat);
 
     IF strat IN ('two_stage', 'coarse') THEN
         q_coarse := mrl.coarse_of(s.id, query, cd);
@@ -162,8 +198,7 @@ BEGIN
 
     -- HNSW returns at most ef_search rows: raise it for this call, then put it back.
     old_ef := current_setting('hnsw.ef_search', true);
-    ef := greatest(CASE strat WHEN 'hnsw' THEN k WHEN 'binary_two_stage' THEN ck ELSE greatest(ck, coalesce(s.default_ef_search, 0)) END,
-                   coalesce(nullif(old_ef, '')::int, 40));
+    ef := mrl._ef_search(s, strat, k, ck);
     PERFORM set_config('hnsw.ef_search', ef::text, true);
     IF cond IS NOT NULL AND strat <> 'exact' THEN
         -- keep scanning the graph until enough rows pass the filter (pgvector >= 0.8); re-ranked below anyway

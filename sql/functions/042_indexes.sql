@@ -84,8 +84,7 @@ BEGIN
     IF dim IS NULL OR dim = s.truncate_dim THEN
         RETURN mrl._build_index(s, '_coarse_hnsw', '(coarse @vec@.halfvec_cosine_ops)', m, ef_construction);
     END IF;
-    -- the same checks as a search with coarse_dim => dim
-    PERFORM mrl.search(s.slug, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector, 1, 'exact', NULL, dim);
+    PERFORM mrl._coarse_dim(s, dim);  -- the same check as a search with coarse_dim => dim
     RETURN mrl._build_index(s, format('_coarse%s_hnsw', dim),
         format('(((@vec@.l2_normalize(@vec@.subvector(coarse, 1, %s)))::@vec@.halfvec(%s)) @vec@.halfvec_cosine_ops)', dim, dim),
         m, ef_construction);
@@ -128,9 +127,7 @@ BEGIN
         RAISE EXCEPTION 'unknown strategy %', quote_literal(strategy) USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Use ''two_stage'', ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
     END IF;
-    IF strategy IN ('hnsw', 'binary_two_stage') THEN
-        PERFORM mrl.search(s.slug, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector, 1, strategy);  -- its index exists
-    END IF;
+    PERFORM mrl._require_index(s, strategy);
     IF coarse_k <= 0 OR binary_coarse_k <= 0 OR ef_search <= 0 OR coarse_k > 100000 OR binary_coarse_k > 100000 OR ef_search > 100000 THEN
         RAISE EXCEPTION 'coarse_k, binary_coarse_k and ef_search must be between 1 and 100000' USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -90,9 +90,7 @@ BEGIN
                THEN coalesce(measure_recall.coarse_k, greatest(k, CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END)) END;
     RETURN QUERY SELECT mrl._agreement(approx.results, exact.results), approx.p50_ms, approx.p95_ms, exact.p50_ms,
                         exact.p50_ms / nullif(approx.p50_ms, 0), cardinality(qs), strat, ck,
-                        CASE WHEN strat IN ('two_stage', 'coarse', 'binary_two_stage', 'hnsw') THEN
-                            greatest(coalesce(ck, k), CASE WHEN strat IN ('two_stage', 'coarse') THEN coalesce(s.default_ef_search, 0) ELSE 0 END,
-                                     coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 40)) END;
+                        CASE WHEN strat <> 'exact' THEN mrl._ef_search(s, strat, k, coalesce(ck, k)) END;
 END
 $fn$;
 
@@ -130,7 +128,7 @@ BEGIN
         RAISE EXCEPTION 'only the two-stage strategies are tuned, not %', quote_literal(strat) USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Use strategy => ''two_stage'' or ''binary_two_stage''.';
     END IF;
-    IF strat = 'two_stage' AND (s.coarse_method = 'none' OR mrl.coarse_of(s.id, array_fill(1, ARRAY[s.dims])::real[]::@vec@.vector) IS NULL) THEN
+    IF strat = 'two_stage' AND (s.coarse_method = 'none' OR (s.coarse_method = 'rotation' AND s.rotation_version = 0)) THEN
         RAISE EXCEPTION 'set "%" has no coarse vectors yet, so there is nothing to tune', s.slug USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = CASE WHEN s.coarse_method = 'rotation' THEN format('Fit the rotation first: `pgmrl refit %s`.', s.slug)
                           ELSE 'Create the set with a truncate_dim.' END;

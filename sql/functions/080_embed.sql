@@ -72,20 +72,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE format('SELECT array_agg(k), array_agg(t) FROM (SELECT (%1$I)::text AS k, (%2$s)::text AS t FROM mrl_new) n
-                         WHERE coalesce(t, '''') <> ''''', s.pk_column, s.text_expr) INTO keys, texts;
-    ELSE
-        EXECUTE format(
-            'SELECT array_agg(n.k::text) FILTER (WHERE coalesce(n.t, '''') <> ''''),
-                    array_agg(n.t) FILTER (WHERE coalesce(n.t, '''') <> ''''),
-                    array_agg(n.k::text) FILTER (WHERE coalesce(n.t, '''') = '''')
-               FROM (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_new) n
-          LEFT JOIN (SELECT %1$I AS k, (%2$s)::text AS t FROM mrl_old) o ON o.k = n.k
-              WHERE o.k IS NULL OR n.t IS DISTINCT FROM o.t', s.pk_column, s.text_expr) INTO keys, texts, emptied;
-        IF emptied IS NOT NULL THEN
-            EXECUTE format('DELETE FROM %s WHERE id = ANY ($1::%s[])', s.vectors_table, s.pk_type) USING emptied;
-        END IF;
+    EXECUTE format(
+        'SELECT array_agg((c.k)::text) FILTER (WHERE coalesce(c.t, '''') <> ''''),
+                array_agg(c.t) FILTER (WHERE coalesce(c.t, '''') <> ''''),
+                array_agg((c.k)::text) FILTER (WHERE coalesce(c.t, '''') = '''')
+           FROM %s', mrl._changed_rows(s, TG_OP)) INTO keys, texts, emptied;
+    IF emptied IS NOT NULL AND TG_OP = 'UPDATE' THEN
+        EXECUTE format('DELETE FROM %s WHERE id = ANY ($1::%s[])', s.vectors_table, s.pk_type) USING emptied;
     END IF;
     IF keys IS NOT NULL THEN
         EXECUTE format(
