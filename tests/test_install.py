@@ -8,7 +8,7 @@ from pgmrl.client import Client
 from conftest import with_db
 
 MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql",
-              "005_providers_finetune.sql", "006_queue_intake.sql"]
+              "005_providers_finetune.sql", "006_queue_intake.sql", "007_security.sql"]
 
 
 def test_install_twice_is_a_noop(client):
@@ -22,9 +22,9 @@ def test_install_twice_is_a_noop(client):
 
 def test_seeded_configs(client):
     row = client.conn.execute("SELECT supports_mrl, matryoshka_dims, default_truncate_dim, query_prefix, "
-                              "document_prefix FROM mrl._config('nomic-embed-text')").fetchone()
+                              "document_prefix FROM mrl_internal._config('nomic-embed-text')").fetchone()
     assert row == (True, [768, 512, 256, 128, 64], 256, "search_query: ", "search_document: ")
-    assert client.conn.execute("SELECT dims, supports_mrl FROM mrl._config('all-minilm-l6-v2')").fetchone() == (384, False)
+    assert client.conn.execute("SELECT dims, supports_mrl FROM mrl_internal._config('all-minilm-l6-v2')").fetchone() == (384, False)
 
 
 def test_reinstall_keeps_vectors_and_user_configs(client):
@@ -39,7 +39,7 @@ def test_reinstall_keeps_vectors_and_user_configs(client):
     conn = client.conn  # install() reconnects
     assert conn.execute("SELECT count(*) FROM mrl_data.t").fetchone()[0] == 1
     assert conn.execute("SELECT model FROM mrl.embedding_configs WHERE name = 'mine'").fetchone()[0] == "/models/mine"
-    assert conn.execute("SELECT query_prefix FROM mrl._config('bge-large-en-v1.5')").fetchone()[0].startswith("Represent")
+    assert conn.execute("SELECT query_prefix FROM mrl_internal._config('bge-large-en-v1.5')").fetchone()[0].startswith("Represent")
 
 
 def test_printed_script_installs_a_fresh_database(server_dsn):
@@ -91,8 +91,9 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     conn.execute("DROP TABLE mrl.queue_intake, mrl.finetune_pairs, mrl.finetune_datasets")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP COLUMN endpoint")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP CONSTRAINT embedding_configs_provider_check")
-    for col in ("default_ef_search", "binary_coarse_k", "default_strategy", "tuned_at", "tuned_agreement"):
-        conn.execute(f"ALTER TABLE mrl.embedding_sets DROP COLUMN {col}")
+    for col in ("default_ef_search", "binary_coarse_k", "default_strategy", "tuned_at", "tuned_agreement",
+                "text_columns"):
+        conn.execute(f"ALTER TABLE mrl.embedding_sets DROP COLUMN {col} CASCADE")
     # the 003-era search signature (no filter), which 004 replaces
     conn.execute("CREATE FUNCTION mrl.search(text, vector, int DEFAULT 10, text DEFAULT 'two_stage', int DEFAULT NULL, "
                  "int DEFAULT NULL) RETURNS TABLE (id text, distance float8) LANGUAGE sql AS 'SELECT NULL::text, 0::float8'")
@@ -103,6 +104,6 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE NOT truncated").fetchone()[0] == 50
     assert conn.execute("SELECT count(*) FROM mrl.failed_items").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'search' "
-                        "AND pronamespace = 'mrl'::regnamespace").fetchone()[0] == 2  # vector and text overloads
+                        "AND pronamespace = 'mrl'::regnamespace").fetchone()[0] == 5  # vector, text, halfvec, real[], float8[]
     assert len(client.search("docs", corpus_vectors[1][0], 5)) == 5
     assert client.install() == []

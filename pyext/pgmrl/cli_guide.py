@@ -138,7 +138,7 @@ def _measured(dsn: str, slug: str) -> None:
 
     with connect(dsn, autocommit=True) as conn:
         vt, dims, tdim = conn.execute("SELECT (s).vectors_table::text, (s).dims, (s).truncate_dim "
-                                      "FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+                                      "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
         n, emb, coarse = conn.execute(f"SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0), "
                                       f"coalesce(sum(pg_column_size(coarse)), 0) FROM {vt}").fetchone()
         table = conn.execute("SELECT pg_table_size(%s::regclass)", (vt,)).fetchone()[0]

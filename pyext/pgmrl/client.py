@@ -23,15 +23,16 @@ from .errors import PgmrlError
 
 
 class Client:
-    def __init__(self, dsn: str, *, device: str | None = None):
+    def __init__(self, dsn: str, *, device: str | None = None, role: str | None = None):
         self.dsn = dsn
         self.device = device
+        self.role = role  # SET ROLE on every connection (the HTTP API acts as its token's role)
         self._conn: psycopg.Connection | None = None
 
     @property
     def conn(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, autocommit=True)
+            self._conn = connect(self.dsn, autocommit=True, role=self.role)
         return self._conn
 
     def close(self) -> None:
@@ -96,10 +97,10 @@ class Client:
         from .worker import fit_set_rotation
 
         set_id, method = self.conn.execute(
-            "SELECT (s).id, (s).coarse_method FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+            "SELECT (s).id, (s).coarse_method FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
         if method != "rotation":
             self.conn.execute("SELECT mrl.refit_rotation(%s)", (slug,))  # raises the explanatory error
-        with connect(self.dsn) as conn:
+        with connect(self.dsn, role=self.role) as conn:
             return fit_set_rotation(conn, set_id)
 
     # -- embedding and search ---------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class Client:
         return EmbeddingConfig.load(self.conn, name)
 
     def set_config(self, slug: str) -> EmbeddingConfig:
-        name = self.conn.execute("SELECT (mrl._set(%s)).config", (slug,)).fetchone()[0]
+        name = self.conn.execute("SELECT (mrl_internal._set(%s)).config", (slug,)).fetchone()[0]
         return self.config(name)
 
     def embed(self, texts: Sequence[str], config: str = "all-minilm-l6-v2", kind: str = "query") -> np.ndarray:
@@ -134,9 +135,9 @@ class Client:
         if len(ids) != len(vectors):
             raise PgmrlError(f"{len(ids)} ids but {len(vectors)} vectors")
         written = 0
-        with connect(self.dsn) as conn:
-            set_id, dims = conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
-            while conn.execute("SELECT mrl._expand_intake()").fetchone()[0]:  # written keys -> queue rows
+        with connect(self.dsn, role=self.role) as conn:
+            set_id, dims = conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
+            while conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0]:  # written keys -> queue rows
                 conn.commit()
             conn.commit()
             if vectors.ndim != 2 or vectors.shape[1] != dims:
@@ -145,12 +146,12 @@ class Client:
                 chunk = [str(i) for i in ids[start:start + batch_size]]
                 vecs = vectors[start:start + batch_size]
                 with conn.transaction():
-                    hashes = dict(conn.execute("SELECT id, content_hash FROM mrl._fetch_texts(%s, %s) WHERE body <> ''",
+                    hashes = dict(conn.execute("SELECT id, content_hash FROM mrl_internal._fetch_texts(%s, %s) WHERE body <> ''",
                                                (set_id, chunk)).fetchall())
                     keep = [j for j, i in enumerate(chunk) if i in hashes]
                     qids = [r[0] for r in conn.execute(
                         "SELECT qid FROM mrl.queue WHERE set_id = %s AND id = ANY(%s) FOR UPDATE", (set_id, chunk))]
-                    written += conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s)",
+                    written += conn.execute("SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s)",
                                             (set_id, qids, [chunk[j] for j in keep], [hashes[chunk[j]] for j in keep],
                                              VectorList(vecs[keep]))).fetchone()[0]
                 if progress is not None:
@@ -161,7 +162,7 @@ class Client:
     def strategies(self, slug: str) -> list[str]:
         """The strategies this set can serve now: exact always, the others when their vectors/indexes exist."""
         method, version = self.conn.execute("SELECT (s).coarse_method, (s).rotation_version "
-                                            "FROM (SELECT mrl._set(%s) AS s) x", (slug,)).fetchone()
+                                            "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
         kinds = {r[0] for r in self.conn.execute("SELECT kind FROM mrl.search_indexes(%s)", (slug,))}
         out = ["exact"]
         if method == "prefix" or (method == "rotation" and version > 0):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import psycopg
+import psycopg.sql
 from pgvector.psycopg import register_vector
 from psycopg.adapt import Dumper
 
@@ -23,12 +24,21 @@ class VectorList(list):
     """Marks a list of vectors to be sent as one `vector[]` parameter."""
 
 
-def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmrl", **kwargs) -> psycopg.Connection:
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmrl", role: str | None = None,
+            **kwargs) -> psycopg.Connection:
+    """Opens a connection with pgvector's adapters; `role`: SET ROLE to it for the whole session (the HTTP API acts
+    as the role its token maps to, never as the sidecar's own login)."""
     try:
         conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name, **kwargs)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL ({exc}). Check --dsn / PGMRL_DSN, or start the "
                          f"embedded server with `pgmrl up`.") from exc
+    if role:
+        try:
+            conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+        except psycopg.Error:
+            conn.close()
+            raise
     try:
         register_vector(conn)
     except psycopg.ProgrammingError:

@@ -39,7 +39,7 @@ class EmbeddingConfig:
     def load(cls, conn, name: str) -> "EmbeddingConfig":
         row = conn.execute(
             "SELECT name, model, provider, dims, query_prefix, document_prefix, max_seq_length, supports_mrl, "
-            "endpoint FROM mrl._config(%s)", (name,)).fetchone()
+            "endpoint FROM mrl_internal._config(%s)", (name,)).fetchone()
         return cls(*row)
 
 

@@ -22,12 +22,13 @@ GUARD_RECALL = 0.60  # the guide: fine-tune only when the baseline Recall@10 is 
 
 
 def generate(dsn: str, slug: str, name: str, queries_per_doc: int = 4, validation_share: float = 0.2,
-             llm: dict | None = None, replace: bool = False, progress=None) -> dict:
+             llm: dict | None = None, replace: bool = False, progress=None, role: str | None = None) -> dict:
+    """`role`: the database role to act as (the HTTP API passes its token's role)."""
     if not 1 <= queries_per_doc <= 20:
         raise PgmrlError("queries_per_doc must be between 1 and 20")
     if not 0 < validation_share < 1:
         raise PgmrlError("the validation share must be between 0 and 1")
-    with connect(dsn) as conn:
+    with connect(dsn, role=role) as conn:
         if conn.execute("SELECT 1 FROM mrl.finetune_datasets WHERE name = %s", (name,)).fetchone():
             if not replace:
                 raise PgmrlError(f"dataset {name!r} exists; choose another name or replace it")
@@ -100,7 +101,7 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
         name = name or f"{cfg.name}-{dataset}"
         if conn.execute("SELECT 1 FROM mrl.embedding_configs WHERE name = %s", (name,)).fetchone():
             raise PgmrlError(f"an embedding config named {name!r} exists; pass another --name")
-        params = conn.execute("SELECT params_millions FROM mrl._config(%s)", (base,)).fetchone()[0]
+        params = conn.execute("SELECT params_millions FROM mrl_internal._config(%s)", (base,)).fetchone()[0]
     if cfg.provider != "sentence-transformers":
         raise PgmrlError(f"base {cfg.name} is served by {cfg.provider}; fine-tuning needs a local model")
     dims = tuple(sorted({int(d) for d in dims}, reverse=True))

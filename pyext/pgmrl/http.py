@@ -1,6 +1,9 @@
 """The sidecar's HTTP face: embeddings for SQL (mrl.embed via plpython3u) and apps, the REST API, health, metrics.
 
-Same process as the worker (`pgmrl serve`); binds 127.0.0.1 unless told otherwise, and then needs a token.
+Same process as the worker (`pgmrl serve`). Every endpoint that reads or writes the database needs a bearer token,
+loopback included; each token maps to a database role, and its requests run as that role (SET ROLE), so the API can
+never do more than that role can in SQL. Open: /healthz, /readyz, /metrics, the API docs, and /v1/embed when the
+server is bound to loopback. The token is checked and the body size capped before the body is read.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Annotated, Literal
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -26,7 +30,10 @@ from .errors import PgmrlError
 from .mrl import truncate
 
 MAX_TEXT = 100_000
+MAX_BODY = 16 * 1024 * 1024  # bytes; larger requests are refused (413) before they are read
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+MIN_TOKEN_LENGTH = 16  # for a server reachable from other hosts
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +68,8 @@ class Metrics:
 
 
 class _Db:
-    """One autocommit connection per server thread, reopened when it breaks."""
+    """One autocommit connection per server thread and database role, reopened when it breaks. A connection is
+    opened as the sidecar's login and switched to its role once (SET ROLE): roles never share a connection."""
 
     def __init__(self, dsn: str):
         self.dsn = dsn
@@ -69,10 +77,11 @@ class _Db:
         self.lock = threading.Lock()
         self.opened: list[psycopg.Connection] = []
 
-    def conn(self) -> psycopg.Connection:
-        c = getattr(self.local, "conn", None)
+    def conn(self, role: str | None = None) -> psycopg.Connection:
+        conns = self.local.__dict__.setdefault("conns", {})
+        c = conns.get(role)
         if c is None or c.closed or c.broken:
-            c = self.local.conn = connect(self.dsn, autocommit=True, application_name="pgmrl http")
+            c = conns[role] = connect(self.dsn, autocommit=True, application_name="pgmrl http", role=role)
             with self.lock:
                 self.opened = [o for o in self.opened if not o.closed] + [c]
         return c
@@ -125,6 +134,92 @@ class FineTuneGenerateRequest(BaseModel):
     config: FineTuneConfig = FineTuneConfig()
 
 
+def parse_bearer(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive), else None."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class Tokens:
+    """Bearer tokens and the database role each one acts as (None: the sidecar's own login)."""
+
+    def __init__(self, mapping: dict[str, str | None]):
+        for token in mapping:
+            if not token or not token.strip():
+                raise PgmrlError("a blank token is refused")
+        self.mapping = dict(mapping)
+
+    def role_of(self, given: str | None) -> tuple[bool, str | None]:
+        """(known, role) for a presented token; compares every token in constant time."""
+        found, role = False, None
+        for token, r in self.mapping.items():
+            if given is not None and hmac.compare_digest(given.encode(), token.encode()):
+                found, role = True, r
+        return found, role
+
+
+class _Guard:
+    """ASGI middleware: caps the body size and checks the token before anything reads the body."""
+
+    def __init__(self, app, tokens: Tokens, open_embed: bool):
+        self.app = app
+        self.tokens = tokens
+        self.open_embed = open_embed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return await self._refuse(send, 413, f"request body over {MAX_BODY} bytes")
+        path = scope.get("path", "")
+        known, role = self.tokens.role_of(parse_bearer(headers.get("authorization", "")))
+        if not known and path not in OPEN_PATHS and not (self.open_embed and path == "/v1/embed"):
+            return await self._refuse(send, 401, "missing or wrong bearer token",
+                                      [(b"www-authenticate", b"Bearer")])
+        scope.setdefault("state", {})["role"] = role if known else None
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            receive = await self._bounded(receive, send)
+            if receive is None:
+                return None
+        return await self.app(scope, receive, send)
+
+    async def _bounded(self, receive, send):
+        """Reads a body of unknown length up to the cap, then replays it (None: refused)."""
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > MAX_BODY:
+                await self._refuse(send, 413, f"request body over {MAX_BODY} bytes")
+                return None
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return replay
+
+    @staticmethod
+    async def _refuse(send, status: int, detail: str, extra=()) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *extra]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def _status_of(exc: psycopg.Error) -> int:
     state = exc.sqlstate or ""
     if not state and isinstance(exc, psycopg.DataError):
@@ -142,25 +237,31 @@ def _status_of(exc: psycopg.Error) -> int:
     return 500
 
 
-def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = None,
-               default_config: str = "all-minilm-l6-v2") -> FastAPI:
+def create_app(dsn: str, tokens: Tokens | dict[str, str | None] | None = None, metrics: Metrics | None = None,
+               default_config: str = "all-minilm-l6-v2", open_embed: bool = False, *,
+               token: str | None = None) -> FastAPI:
+    """`tokens`: bearer token -> database role (None: the sidecar's own login); `token`: one token for the login.
+    Without tokens only the open endpoints answer. `open_embed`: /v1/embed needs no token (a loopback bind)."""
     db = _Db(dsn)
     metrics = metrics or Metrics()
     configs: dict[str, tuple[float, EmbeddingConfig]] = {}
+    if not isinstance(tokens, Tokens):
+        tokens = Tokens({**(tokens or {}), **({token: None} if token is not None else {})})
 
-    def authorise(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    def role_of(request: Request) -> str | None:
+        return request.scope.get("state", {}).get("role")
+
+    def conn(request: Request) -> psycopg.Connection:
+        return db.conn(role_of(request))
 
     app = FastAPI(title="pgmrl sidecar", version=__version__,
-                  description="Embeddings for PostgreSQL (mrl.embed) and apps; embedding configs, sets and search.")
+                  description="Embeddings for PostgreSQL (mrl.embed) and apps; embedding configs, sets and search. "
+                              "Send `Authorization: Bearer <token>`: requests run as the token's database role.")
+    app.add_middleware(_Guard, tokens=tokens, open_embed=open_embed)
     app.state.metrics = metrics
     app.state.db = db
     app.state.default_config = default_config
-    auth = [Depends(authorise)]
+    auth: list = []  # the token is checked by _Guard, before the body is read
 
     @app.exception_handler(psycopg.Error)
     async def _pg_error(request, exc: psycopg.Error):
@@ -172,11 +273,17 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
     async def _pgmrl_error(request, exc: PgmrlError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        # never echo the input back: a 422 for a huge body would otherwise repeat it
+        errors = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     def config(name: str) -> EmbeddingConfig:
         hit = configs.get(name)
         if hit and time.monotonic() - hit[0] < 60:
             return hit[1]
-        cfg = EmbeddingConfig.load(db.conn(), name)
+        cfg = EmbeddingConfig.load(db.conn(), name)  # the registry is readable by every role
         configs[name] = (time.monotonic(), cfg)
         return cfg
 
@@ -191,8 +298,8 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
             out["available_offline"] = False
         return out
 
-    def config_rows(where: str = "", params: tuple = ()) -> list[dict]:
-        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+    def config_rows(request: Request, where: str = "", params: tuple = ()) -> list[dict]:
+        cur = conn(request).cursor(row_factory=psycopg.rows.dict_row)
         return cur.execute("SELECT * FROM mrl.embedding_configs " + where + " ORDER BY name", params).fetchall()
 
     @app.get("/healthz", tags=["health"])
@@ -212,7 +319,7 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
         body = {"status": "ready" if not problems else "not ready", "problems": problems}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"], dependencies=auth)
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     def prometheus() -> str:
         lines = []
         rows = db.conn().execute("SELECT slug, queued, failed, extract(epoch FROM oldest_queued_age) "
@@ -237,10 +344,10 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
 
     @app.post("/v1/embed", tags=["embeddings"], dependencies=auth,
               responses={200: {"content": {"application/octet-stream": {}}}, 404: {}, 422: {}})
-    def embed(req: EmbedRequest) -> Response:
+    def embed(req: EmbedRequest, request: Request) -> Response:
         cfg = config(req.config)
         if req.truncate_dim is not None:
-            row = db.conn().execute("SELECT supports_mrl, matryoshka_dims FROM mrl._config(%s)", (req.config,)).fetchone()
+            row = conn(request).execute("SELECT supports_mrl, matryoshka_dims FROM mrl_internal._config(%s)", (req.config,)).fetchone()
             if not row[0] or req.truncate_dim not in row[1]:
                 raise HTTPException(422, f"truncate_dim {req.truncate_dim} is not a Matryoshka dimension of {cfg.name}"
                                          f" (valid: {row[1] or 'none, not an MRL model'})")
@@ -256,20 +363,20 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
                              "vectors": vectors.tolist()})
 
     @app.get("/api/v1/embedding-configs", tags=["configs"], dependencies=auth)
-    def list_configs() -> list[dict]:
-        return [config_json(r) for r in config_rows()]
+    def list_configs(request: Request) -> list[dict]:
+        return [config_json(r) for r in config_rows(request)]
 
     @app.get("/api/v1/embedding-configs/recommend", tags=["configs"], dependencies=auth)
-    def recommend(llm_rerank: bool = False, storage: bool = False, domain: bool = False, multilingual: bool = False,
-                  code: bool = False, speed: bool = False) -> dict:
+    def recommend(request: Request, llm_rerank: bool = False, storage: bool = False, domain: bool = False,
+                  multilingual: bool = False, code: bool = False, speed: bool = False) -> dict:
         """The model selection guide's decision tree (mrl.recommend_config)."""
-        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+        cur = conn(request).cursor(row_factory=psycopg.rows.dict_row)
         return cur.execute("SELECT * FROM mrl.recommend_config(%s, %s, %s, %s, %s, %s)",
                            (llm_rerank, storage, domain, multilingual, code, speed)).fetchone()
 
     @app.post("/api/v1/fine-tuning/generate", tags=["fine-tuning"], status_code=201, dependencies=auth,
               responses={404: {}, 409: {}, 422: {}})
-    def finetune_generate(req: FineTuneGenerateRequest) -> dict:
+    def finetune_generate(req: FineTuneGenerateRequest, request: Request) -> dict:
         """Synthetic query-document pairs from a set's documents, stored with a validation split by document
         (queries cut from the documents; an OpenAI-compatible chat model when PGMRL_LLM_URL is set)."""
         import os
@@ -280,34 +387,36 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
         if os.environ.get("PGMRL_LLM_URL"):
             llm = {"url": os.environ["PGMRL_LLM_URL"], "model": os.environ.get("PGMRL_LLM_MODEL", "gpt-4o-mini"),
                    "api_key": os.environ.get("PGMRL_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")}
-        db.conn().execute("SELECT mrl._set(%s)", (req.source.slug,))  # 404 for an unknown set
-        if db.conn().execute("SELECT 1 FROM mrl.finetune_datasets WHERE name = %s", (req.name,)).fetchone():
+        c = conn(request)
+        c.execute("SELECT mrl_internal._set(%s)", (req.source.slug,))  # 404 for an unknown (or invisible) set
+        if c.execute("SELECT 1 FROM mrl.finetune_datasets WHERE name = %s", (req.name,)).fetchone():
             raise HTTPException(409, f"dataset {req.name!r} exists")
-        return generate(dsn, req.source.slug, req.name, req.config.queries_per_doc, req.config.validation_share, llm)
+        return generate(dsn, req.source.slug, req.name, req.config.queries_per_doc, req.config.validation_share, llm,
+                        role=role_of(request))
 
     @app.get("/api/v1/embedding-configs/{name}", tags=["configs"], dependencies=auth, responses={404: {}})
-    def get_config(name: Annotated[str, StringConstraints(max_length=200)]) -> dict:
-        rows = config_rows("WHERE name = (mrl._config(%s)).name", (name,))
+    def get_config(name: Annotated[str, StringConstraints(max_length=200)], request: Request) -> dict:
+        rows = config_rows(request, "WHERE name = (mrl_internal._config(%s)).name", (name,))
         return config_json(rows[0])
 
     @app.post("/api/v1/embedding-sets", tags=["sets"], status_code=201, dependencies=auth,
               responses={404: {}, 409: {}, 422: {}})
-    def create_set(req: CreateSetRequest) -> dict:
+    def create_set(req: CreateSetRequest, request: Request) -> dict:
         from .client import Client
 
-        with Client(dsn) as client:
+        with Client(dsn, role=role_of(request)) as client:
             client.create_set(req.name, req.slug, req.source_table, req.text_column, config=req.embedding_config_id,
                               truncate_dim=req.truncate_dim, on_create=req.auto_embed_rules.on_create,
                               on_update=req.auto_embed_rules.on_update, mode=req.mode)
             return client.status(req.slug)[0] | {"name": req.name, "set_type": req.set_type}
 
     @app.get("/api/v1/embedding-sets/{slug}", tags=["sets"], dependencies=auth, responses={404: {}})
-    def get_set(slug: Annotated[str, StringConstraints(max_length=200)]) -> dict:
-        cur = db.conn().cursor(row_factory=psycopg.rows.dict_row)
+    def get_set(slug: Annotated[str, StringConstraints(max_length=200)], request: Request) -> dict:
+        cur = conn(request).cursor(row_factory=psycopg.rows.dict_row)
         return cur.execute("SELECT * FROM mrl.set_status(%s)", (slug,)).fetchone()
 
     @app.get("/api/v1/search", tags=["search"], dependencies=auth, responses={404: {}, 422: {}})
-    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)],
+    def search(request: Request, q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)],
                set: Annotated[str, Query(min_length=1, max_length=200)],
                strategy: Literal["two_stage", "binary_two_stage", "hnsw", "coarse", "exact"] | None = None,
                k: Annotated[int, Query(ge=1, le=10000)] = 10,
@@ -324,11 +433,11 @@ def create_app(dsn: str, token: str | None = None, metrics: Metrics | None = Non
             if not isinstance(flt, dict):
                 raise HTTPException(422, 'filter must be a JSON object, e.g. {"section": "web"}')
         t0 = time.perf_counter()
-        conn = db.conn()
-        name = conn.execute("SELECT (mrl._set(%s)).config", (set,)).fetchone()[0]
+        c = conn(request)
+        name = c.execute("SELECT (mrl_internal._set(%s)).config", (set,)).fetchone()[0]
         vec = get_embedder(config(name)).encode([q], kind="query")[0]
         t1 = time.perf_counter()
-        rows = conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
+        rows = c.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
                             (set, vec, k, strategy, coarse_k, coarse_dim, None if flt is None else Jsonb(flt))).fetchall()
         t2 = time.perf_counter()
         return {"set": set, "strategy": strategy, "k": k, "ids": [r[0] for r in rows],

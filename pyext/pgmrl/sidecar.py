@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import stat
 import threading
 import time
+from pathlib import Path
+
+import psycopg
 
 from .db import connect
 from .embedders import EmbeddingConfig, get_embedder
 from .errors import PgmrlError
-from .http import Metrics, create_app, is_loopback
+from .http import MIN_TOKEN_LENGTH, Metrics, Tokens, create_app, is_loopback
 from .worker import Worker
 
 log = logging.getLogger("pgmrl.sidecar")
@@ -27,6 +33,94 @@ def check_bind(host: str, token: str | None) -> None:
     if not is_loopback(host) and not token:
         raise PgmrlError(f"refusing to listen on {host} without a token: anyone who reaches it could use the "
                          f"sidecar. Set --token / PGMRL_TOKEN, or bind 127.0.0.1.")
+    if token is not None and not token.strip():
+        raise PgmrlError("the token is blank: give a long random one (e.g. `openssl rand -hex 32`)")
+    if not is_loopback(host) and len(token.strip()) < MIN_TOKEN_LENGTH:
+        raise PgmrlError(f"refusing to listen on {host} with a {len(token.strip())}-character token: use at least "
+                         f"{MIN_TOKEN_LENGTH} random characters (e.g. `openssl rand -hex 32`)")
+
+
+def default_token_file() -> Path:
+    import platformdirs
+
+    return platformdirs.user_config_path("pgmrl") / "sidecar-token"
+
+
+def generated_token(path: Path) -> str:
+    """The token in `path` (only its owner may read it), created with a random one when missing."""
+    path = Path(path).expanduser()
+    if path.exists():
+        st = path.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or st.st_uid != os.getuid():
+            raise PgmrlError(f"{path} may be read by others (mode {stat.filemode(st.st_mode)}): "
+                             f"chmod 600 it, or remove it to get a new token")
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= MIN_TOKEN_LENGTH:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def read_tokens_file(path: Path) -> dict[str, str | None]:
+    """Lines `ROLE TOKEN` (# comments); the file must be readable by its owner only."""
+    path = Path(path).expanduser()
+    st = path.stat()
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PgmrlError(f"{path} may be read by others (mode {stat.filemode(st.st_mode)}): chmod 600 it")
+    out: dict[str, str | None] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[1]) < MIN_TOKEN_LENGTH:
+            raise PgmrlError(f"{path}:{n}: expected `ROLE TOKEN` with a token of at least {MIN_TOKEN_LENGTH} characters")
+        out[parts[1]] = parts[0]
+    if not out:
+        raise PgmrlError(f"{path} holds no token")
+    return out
+
+
+def login_info(dsn: str) -> tuple[str, bool]:
+    """(login role, whether it is a superuser) of the sidecar's connection."""
+    with connect(dsn, autocommit=True) as conn:
+        user, is_super = conn.execute(
+            "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return user, is_super
+
+
+def resolve_tokens(dsn: str, token: str | None, token_role: str | None, tokens_file: str | None,
+                   token_file: Path | None = None) -> tuple[dict[str, str | None], str | None]:
+    """The token -> role map the HTTP API uses, and the path of a generated token (or None).
+
+    A token without a role acts as the sidecar's own login, unless that login is a superuser: then it acts as
+    pgmrl_worker (never as a superuser)."""
+    user, is_super = login_info(dsn)
+    if is_super:
+        log.warning("the sidecar connects as %s, a superuser: give it a login that is a member of pgmrl_worker "
+                    "(CREATE ROLE pgmrl_sidecar LOGIN IN ROLE pgmrl_worker), see README 'Security model'", user)
+    default_role = token_role or ("pgmrl_worker" if is_super else None)
+    mapping: dict[str, str | None] = {}
+    written = None
+    if tokens_file:
+        mapping.update(read_tokens_file(Path(tokens_file)))
+    if token:
+        mapping[token] = default_role
+    if not mapping:
+        written = token_file or default_token_file()
+        mapping[generated_token(written)] = default_role
+    for role in set(mapping.values()) - {None}:
+        try:
+            connect(dsn, autocommit=True, role=role).close()
+        except Exception as exc:
+            raise PgmrlError(f"the sidecar's login {user} cannot act as role {role!r} ({str(exc).splitlines()[0]}): "
+                             f"GRANT {role} TO {user}, or map the token to another role") from None
+    return mapping, (str(written) if written else None)
 
 
 def record_url(dsn: str, url: str, token: str | None) -> bool:
@@ -34,15 +128,26 @@ def record_url(dsn: str, url: str, token: str | None) -> bool:
     with connect(dsn, autocommit=True) as conn:
         if conn.execute("SELECT to_regprocedure('mrl.configure_sidecar(text, text, numeric)')").fetchone()[0] is None:
             return False
-        conn.execute("SELECT mrl.configure_sidecar(%s, %s)", (url, token))
+        current = dict(conn.execute("SELECT key, value FROM mrl.settings WHERE key IN ('sidecar_url', 'sidecar_token')"))
+        if current.get("sidecar_url") == url and (token is None or current.get("sidecar_token") == token):
+            return True
+        try:
+            conn.execute("SELECT mrl.configure_sidecar(%s, %s)", (url, token))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("this login may not record the sidecar's URL in mrl.settings (SQL's mrl.embed uses it): run "
+                        "`pgmrl configure --sidecar-url %s` as the schema's owner", url)
     return True
 
 
 def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
+                token_role: str | None = None, tokens_file: str | None = None, token_file: Path | None = None,
                 advertise_url: str | None = None, http: bool = True, once: bool = False,
                 default_config: str = "all-minilm-l6-v2", started: threading.Event | None = None,
                 stop_event: threading.Event | None = None, work: bool = True, **worker_kwargs) -> Worker:
-    """Runs until SIGTERM/SIGINT (or stop_event). work=False serves HTTP only (no queue worker)."""
+    """Runs until SIGTERM/SIGINT (or stop_event). work=False serves HTTP only (no queue worker).
+
+    HTTP tokens: `token` (acting as `token_role`), `tokens_file` (`ROLE TOKEN` lines); with neither, a token is
+    generated into `token_file` (default: the user's config folder), readable by its owner only."""
     import uvicorn
 
     if http and not once:
@@ -57,7 +162,11 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
         worker.run(once=once)
         return worker
 
-    app = create_app(dsn, token, metrics, default_config=default_config)
+    tokens, written = resolve_tokens(dsn, token, token_role, tokens_file, token_file)
+    if written:
+        log.warning("HTTP API token written to %s (readable by you only); send it as `Authorization: Bearer ...`",
+                    written)
+    app = create_app(dsn, Tokens(tokens), metrics, default_config=default_config, open_embed=is_loopback(host))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                            lifespan="off"))
     thread = threading.Thread(target=server.run, name="pgmrl-http", daemon=True)

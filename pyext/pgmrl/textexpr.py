@@ -1,7 +1,7 @@
 """Client-side check of the text a set embeds, with a real SQL parser (sqlglot, PostgreSQL dialect).
 
 Gives precise errors before anything reaches the database: one expression, no statements or subqueries, and
-only columns the table has. The server repeats the essential checks (mrl._text_expr) for SQL callers.
+only columns the table has. The server repeats the essential checks (mrl_internal._text_expr) for SQL callers.
 """
 
 from __future__ import annotations

@@ -31,15 +31,15 @@ def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000)
     with conn.transaction():
         slug, tdim = conn.execute("SELECT slug, truncate_dim FROM mrl.embedding_sets WHERE id = %s FOR UPDATE",
                                   (set_id,)).fetchone()
-        rows = conn.execute("SELECT e FROM mrl._sample_embeddings(%s, %s) AS e", (set_id, sample)).fetchall()
+        rows = conn.execute("SELECT e FROM mrl_internal._sample_embeddings(%s, %s) AS e", (set_id, sample)).fetchall()
         if len(rows) < tdim:
             log.info("set %s: %d vectors, need at least %d to fit a %d-d rotation", slug, len(rows), tdim, tdim)
             conn.execute("UPDATE mrl.embedding_sets SET rotation_requested_at = NULL WHERE id = %s", (set_id,))
             return 0
         x = np.vstack([to_numpy(r[0]) for r in rows])
         components, explained = fit_rotation(x, tdim)
-        total = conn.execute("SELECT count(*) FROM mrl._sample_embeddings(%s, NULL)", (set_id,)).fetchone()[0]
-        conn.execute("SELECT mrl._store_rotation(%s, %s, %s, %s)",
+        total = conn.execute("SELECT count(*) FROM mrl_internal._sample_embeddings(%s, NULL)", (set_id,)).fetchone()[0]
+        conn.execute("SELECT mrl_internal._store_rotation(%s, %s, %s, %s)",
                      (set_id, VectorList(components), [float(v) for v in explained], total))
     log.info("set %s: fitted a %d-d rotation on %d vectors (%.1f%% of the variance)", slug, tdim, len(x),
              100 * float(explained.sum()))
@@ -128,7 +128,7 @@ class Worker:
     def _embed_and_apply(self, set_id: int, qids: list[int], ids: list[str]) -> list[int]:
         """Inside the batch transaction: read the current texts, embed those not embedded yet, write."""
         conn = self.conn
-        rows = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl._fetch_texts(%s, %s)",
+        rows = conn.execute("SELECT id, body, content_hash, stored_hash FROM mrl_internal._fetch_texts(%s, %s)",
                             (set_id, ids)).fetchall()
         todo = [(i, body, h) for i, body, h, stored in rows if body and h != stored]
         texts = [t[1] for t in todo]
@@ -138,14 +138,14 @@ class Worker:
         if any(truncated):
             log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",
                      set_id, sum(truncated))
-        conn.execute("SELECT mrl._apply_batch(%s, %s, %s, %s, %s, %s)",
+        conn.execute("SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s, %s)",
                      (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors), truncated))
         return qids
 
     def _fail(self, qids: list[int], exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
         with self.conn.transaction():
-            self.conn.execute("SELECT mrl._fail_items(%s, %s, %s)", (qids, error, self.max_attempts))
+            self.conn.execute("SELECT mrl_internal._fail_items(%s, %s, %s)", (qids, error, self.max_attempts))
         self.failed += len(qids)
         if self.metrics:
             self.metrics.error(len(qids))
@@ -187,7 +187,7 @@ class Worker:
 
     # -- loop ------------------------------------------------------------------------------------------
     def pending_sets(self) -> list[int]:
-        while self.conn.execute("SELECT mrl._expand_intake()").fetchone()[0]:  # statements' key arrays -> rows
+        while self.conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0]:  # statements' key arrays -> rows
             self.conn.commit()
         self.conn.commit()
         rows = self.conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
@@ -209,17 +209,28 @@ class Worker:
                     if n == 0:
                         break
         if not self.stop.is_set():
-            due = [r[0] for r in self.conn.execute("SELECT mrl._rotation_due()").fetchall()]
+            due = [r[0] for r in self.conn.execute("SELECT mrl_internal._rotation_due()").fetchall()]
             self.conn.commit()
             for set_id in due:
-                fit_set_rotation(self.conn, set_id)
-            for slug in [r[0] for r in self.conn.execute("SELECT mrl._switch_due()").fetchall()]:
+                try:
+                    fit_set_rotation(self.conn, set_id)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # one set's maintenance must not stop the others
+                    self.conn.rollback()
+                    log.error("set %d: fitting the rotation failed: %s", set_id, exc)
+            for slug in [r[0] for r in self.conn.execute("SELECT mrl_internal._switch_due()").fetchall()]:
                 try:
                     with self.conn.transaction():
                         self.conn.execute("SELECT mrl.switch_embedding_set(%s)", (slug,))
                 except psycopg.errors.InsufficientPrivilege:
                     log.warning("set %s is re-embedded but this worker may not switch it in: run "
                                 "SELECT mrl.switch_embedding_set('%s') as the set's owner", slug, slug)
+                    continue
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    log.error("set %s: switching in its replacement failed: %s", slug, exc)
                     continue
                 self._configs.clear()
                 log.info("set %s: switched to its re-embedded replacement", slug)
@@ -258,6 +269,16 @@ class Worker:
                 self.close()
                 if once and backoff >= 8:
                     raise
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+            except psycopg.Error as exc:
+                # Whatever the database holds (a queue row, a changed table) must not stop a long-running worker:
+                # items are dead-lettered where they fail; anything else is logged and retried after a pause.
+                log.error("worker error (%s: %s); retrying in %.0f s", type(exc).__name__,
+                          str(exc).splitlines()[0] if str(exc) else "", backoff)
+                if once:
+                    raise
+                self.close()
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
         return self.processed

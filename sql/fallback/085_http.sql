@@ -1,5 +1,5 @@
 -- Installed when the server has no plpython3u: SQL cannot reach the sidecar, and says how to search instead.
-CREATE OR REPLACE FUNCTION mrl._http_embed(texts text[], config text, kind text)
+CREATE OR REPLACE FUNCTION mrl_internal._http_embed(texts text[], config text, kind text)
 RETURNS @vec@.vector[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -1,6 +1,6 @@
 -- Lookups shared by every other function. Idempotent: CREATE OR REPLACE.
 
-CREATE OR REPLACE FUNCTION mrl._set(set_slug text)
+CREATE OR REPLACE FUNCTION mrl_internal._set(set_slug text)
 RETURNS mrl.embedding_sets
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -24,7 +24,7 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION mrl._config(config_name text)
+CREATE OR REPLACE FUNCTION mrl_internal._config(config_name text)
 RETURNS mrl.embedding_configs
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -77,3 +77,15 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+
+-- Who sees a set: roles that may read its source, set administrators, the worker and the installer.
+CREATE OR REPLACE FUNCTION mrl_internal._may_see(source regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce(has_table_privilege(source, 'SELECT'), false)
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname IN ('pgmrl_admin', 'pgmrl_worker') AND pg_has_role(r.oid, 'USAGE'))
+        OR pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = 'mrl.embedding_sets'::regclass), 'USAGE')
+$fn$;
+

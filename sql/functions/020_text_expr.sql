@@ -1,7 +1,13 @@
 -- Validation of the text a set embeds: a column name or an expression over the source's columns.
--- The Python client checks expressions with a real SQL parser first; this is the server-side guard for
--- callers that go straight to SQL. It refuses anything that could run a second statement or a subquery,
--- allows only a list of plain text functions, and lets PostgreSQL itself check that the columns exist.
+--
+-- What is checked is what PostgreSQL will execute, not the text: the expression is parsed by PostgreSQL into a
+-- temporary view over the source, and the view's parse tree and dependencies are inspected. Every function must be
+-- a built-in pg_catalog function on the allow-list below (or a built-in cast function), every operator and type
+-- built in, every column of the source of a built-in type; no subqueries, aggregates or other relations. The set
+-- then stores PostgreSQL's own deparse of the expression (a canonical form), never the caller's string.
+--
+-- Why: the triggers (SECURITY DEFINER) and the worker evaluate the expression; anything a table owner or another
+-- role defined (a function, an operator, a cast, a type) would run with their privileges.
 
 CREATE OR REPLACE FUNCTION mrl.allowed_text_functions()
 RETURNS text[]
@@ -10,64 +16,178 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ARRAY['coalesce', 'concat', 'concat_ws', 'lower', 'upper', 'initcap', 'trim', 'btrim', 'ltrim',
                  'rtrim', 'substr', 'substring', 'left', 'right', 'replace', 'nullif', 'regexp_replace',
-                 'translate', 'array_to_string', 'to_char', 'format', 'length', 'repeat', 'split_part',
-                 'greatest', 'least', 'jsonb_extract_path_text', 'json_extract_path_text']
+                 'translate', 'array_to_string', 'to_char', 'format', 'length', 'split_part', 'textcat',
+                 'greatest', 'least', 'jsonb_extract_path_text', 'json_extract_path_text', 'normalize']
 $fn$;
+COMMENT ON FUNCTION mrl.allowed_text_functions() IS
+    'The built-in functions a set''s text expression may call (besides built-in operators and casts).';
 
--- Returns the SQL expression to embed (a quoted identifier when text_column names a column).
-CREATE OR REPLACE FUNCTION mrl._text_expr(source regclass, text_column text)
-RETURNS text
+-- Object ids below this were created by initdb (built in); anything else was created by some role.
+CREATE OR REPLACE FUNCTION mrl_internal._first_normal_oid()
+RETURNS oid
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT 16384::oid $fn$;
+
+-- Raises unless every column named has a built-in type. Used at creation and by the worker and the triggers
+-- before every read, so that a type changed afterwards (ALTER COLUMN TYPE, a dropped and re-added column) is refused.
+CREATE OR REPLACE FUNCTION mrl_internal._check_columns(source regclass, columns name[], what text)
+RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+    col name;
+    typ oid;
+BEGIN
+    IF columns IS NULL THEN
+        RAISE EXCEPTION 'the % of % was never validated', what, source USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Run `pgmrl install` again (it re-validates every set), or recreate the set.';
+    END IF;
+    FOREACH col IN ARRAY columns LOOP
+        SELECT a.atttypid INTO typ FROM pg_attribute a
+         WHERE a.attrelid = source AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" read by the % of % no longer exists', col, what, source
+                USING ERRCODE = 'undefined_column';
+        END IF;
+        IF typ >= mrl_internal._first_normal_oid() THEN
+            RAISE EXCEPTION 'column "%" of % has type %, which is not built in: pgmrl does not read it', col, source, typ::regtype
+                USING ERRCODE = 'datatype_mismatch',
+                      HINT = 'A type, domain or cast defined by a role would run that role''s code in the worker and the triggers. '
+                             'Embed a column of a built-in type (text, varchar, jsonb, ...), e.g. a generated column.';
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- Returns the canonical SQL expression to embed and the source columns it reads. Runs as the caller (who must be
+-- able to read the source); needs the TEMP privilege for the throw-away view.
+CREATE OR REPLACE FUNCTION mrl_internal._text_expr(source regclass, text_column text, OUT expr text, OUT columns name[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
     stripped text;
-    fn text;
-    expr text;
+    view_oid oid;
+    tree text;
+    def text;
+    qualified text;
+    suffix text;
+    bad text;
+    hint text := 'Use a column name or a single expression over the table''s columns with built-in text functions, e.g. '
+                 'coalesce(title, '''') || '' '' || body; or add a generated column and embed that.';
 BEGIN
     IF text_column IS NULL OR btrim(text_column) = '' THEN
         RAISE EXCEPTION 'text_column is empty'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name the column to embed, or give an expression such as title || '' '' || body.';
     END IF;
-    -- A plain column name (exact spelling, any case).
-    IF EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = source AND a.attname = text_column
-                                            AND a.attnum > 0 AND NOT a.attisdropped) THEN
-        expr := format('%I', text_column);
-    ELSE
-        -- Remove string literals and quoted identifiers, then look at what is left.
-        stripped := regexp_replace(text_column, '''(?:[^'']|'''')*''', ' ', 'g');
-        stripped := regexp_replace(stripped, '"(?:[^"]|"")*"', ' ', 'g');
-        IF stripped ~ '[;$\\]|--|/\*|''|"' THEN
-            RAISE EXCEPTION 'text expression % is not allowed: it contains a statement separator, comment, dollar quote or unbalanced quote', quote_literal(text_column)
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use a single expression over the table''s columns, e.g. title || '' '' || body.';
-        END IF;
-        IF stripped ~* '\m(select|insert|update|delete|with|from|into|copy|execute|call|do|values|table|lateral|returning|merge)\M' THEN
-            RAISE EXCEPTION 'text expression % is not allowed: subqueries and statements are refused', quote_literal(text_column)
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use a single expression over the table''s columns, e.g. coalesce(title, '''') || '' '' || body.';
-        END IF;
-        FOR fn IN SELECT lower(m[1]) FROM regexp_matches(stripped, '([A-Za-z_][A-Za-z0-9_.]*)\s*\(', 'g') AS m LOOP
-            IF NOT fn = ANY (mrl.allowed_text_functions()) AND fn NOT IN ('and', 'or', 'not', 'in', 'is', 'when', 'then', 'else', 'case', 'cast', 'as', 'like', 'ilike') THEN
-                RAISE EXCEPTION 'text expression % calls %(), which is not an allowed text function', quote_literal(text_column), fn
-                    USING ERRCODE = 'invalid_parameter_value',
-                          HINT = format('Allowed functions: %s. Or add a generated column and embed that.',
-                                        array_to_string(mrl.allowed_text_functions(), ', '));
-            END IF;
-        END LOOP;
-        expr := text_column;
+    IF NOT has_table_privilege(source, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %: the role creating an embedding set must be able to read its source', source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT ON %s TO %I (as its owner), or create the set as a role that can read it.', source, current_user);
     END IF;
-    -- Let PostgreSQL check names and types without reading a row.
+    -- One expression only: no statement separators or comments outside literals and quoted identifiers.
+    stripped := regexp_replace(text_column, '''(?:[^'']|'''')*''', ' ', 'g');
+    stripped := regexp_replace(stripped, '"(?:[^"]|"")*"', ' ', 'g');
+    IF stripped ~ '[;$\\]|--|/\*|''|"' THEN
+        RAISE EXCEPTION 'text expression % is not allowed: it contains a statement separator, comment, dollar quote or unbalanced quote', quote_literal(text_column)
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    IF stripped ~* '\m(select|insert|update|delete|with|from|into|copy|execute|call|do|values|table|lateral|returning|merge)\M' THEN
+        RAISE EXCEPTION 'text expression % is not allowed: subqueries and statements are refused', quote_literal(text_column)
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    qualified := format('%I.%I', (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source),
+                        (SELECT c.relname FROM pg_class c WHERE c.oid = source));
+    DROP VIEW IF EXISTS pg_temp.pgmrl_text_expr_check;
     BEGIN
-        EXECUTE format('SELECT (%s)::text FROM %s LIMIT 0', expr, source);
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'text expression % is not valid for table %: %', quote_literal(text_column), source, SQLERRM
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('Columns of %s: %s.', source,
-                                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
-                                   FROM pg_attribute a WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped));
+        EXECUTE format('CREATE TEMP VIEW pgmrl_text_expr_check AS SELECT (%s)::text AS mrl_text FROM %s mrl_src',
+                       text_column, qualified);
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'cannot check text expression %: %', quote_literal(text_column), SQLERRM
+                USING ERRCODE = 'insufficient_privilege', HINT = 'The role creating a set needs the TEMP privilege on the database.';
+        WHEN OTHERS THEN
+            RAISE EXCEPTION 'text expression % is not valid for table %: %', quote_literal(text_column), source, SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Columns of %s: %s.', source,
+                                    (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                                       FROM pg_attribute a WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped));
     END;
-    RETURN expr;
+    view_oid := 'pg_temp.pgmrl_text_expr_check'::regclass;
+    SELECT r.ev_action::text INTO tree FROM pg_rewrite r WHERE r.ev_class = view_oid;
+
+    -- The shape: one output column over the source alone, no subqueries, aggregates, windows, set-returning functions.
+    IF tree !~ ':hasAggs false :hasWindowFuncs false :hasTargetSRFs false :hasSubLinks false'
+       OR tree ~ '\{(SUBLINK|AGGREF|WINDOWFUNC|GROUPINGFUNC|NEXTVALUEEXPR|PARAM|XMLEXPR|SQLVALUEFUNCTION|CURRENTOFEXPR|MERGESUPPORTFUNC) '
+       OR (SELECT count(*) FROM regexp_matches(tree, '\{TARGETENTRY ', 'g')) <> 1
+       OR tree !~ ':quals <>\}'
+       OR tree ~ ':(groupClause|havingQual|sortClause|limitCount|limitOffset|distinctClause|windowClause|cteList) [^<]' THEN
+        DROP VIEW pg_temp.pgmrl_text_expr_check;
+        RAISE EXCEPTION 'text expression % is not allowed: only a single expression over the table''s own columns (no subqueries, aggregates or other tables)', quote_literal(text_column)
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+
+    -- Functions: built-in, and on the allow-list or a built-in cast function.
+    SELECT string_agg(DISTINCT coalesce(f::regprocedure::text, f::text), ', ') INTO bad
+      FROM (SELECT m[1]::oid AS f FROM regexp_matches(tree, ':(?:funcid|aggfnoid|winfnoid|hashfuncid|negfuncid) (\d+)', 'g') m) x
+     WHERE NOT EXISTS (SELECT FROM pg_proc p
+                        WHERE p.oid = x.f AND p.oid < mrl_internal._first_normal_oid()
+                          AND p.pronamespace = 'pg_catalog'::regnamespace AND p.provolatile <> 'v' AND NOT p.proretset
+                          AND (p.proname = ANY (mrl.allowed_text_functions())
+                               OR EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid AND c.oid < mrl_internal._first_normal_oid())));
+    IF bad IS NULL THEN
+        -- Operators: built in, not volatile.
+        SELECT string_agg(DISTINCT coalesce(o::regoperator::text, o::text), ', ') INTO bad
+          FROM (SELECT m[1]::oid AS o FROM regexp_matches(tree, ':opno (\d+)', 'g') m) x
+         WHERE NOT EXISTS (SELECT FROM pg_operator op JOIN pg_proc p ON p.oid = op.oprcode
+                            WHERE op.oid = x.o AND op.oid < mrl_internal._first_normal_oid() AND p.provolatile <> 'v');
+    END IF;
+    IF bad IS NULL THEN
+        -- Every other object the view depends on: the source's columns, or something built in.
+        SELECT string_agg(pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid), ', ') INTO bad
+          FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+         WHERE r.ev_class = view_oid AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = view_oid)
+           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = source AND d.refobjsubid > 0)
+           AND d.refobjid >= mrl_internal._first_normal_oid();
+    END IF;
+    IF bad IS NOT NULL THEN
+        DROP VIEW pg_temp.pgmrl_text_expr_check;
+        RAISE EXCEPTION 'text expression % uses %, which is not an allowed text function, operator, cast or type (built-in ones only)', quote_literal(text_column), bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Allowed functions: %s (and built-in operators and casts). Or add a generated column and embed that.',
+                                array_to_string(mrl.allowed_text_functions(), ', '));
+    END IF;
+
+    SELECT array_agg(a.attname ORDER BY a.attnum) INTO columns
+      FROM pg_attribute a
+     WHERE a.attrelid = source AND a.attnum IN (
+           SELECT d.refobjsubid FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+            WHERE r.ev_class = view_oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = source AND d.refobjsubid > 0);
+    IF columns IS NULL THEN
+        DROP VIEW pg_temp.pgmrl_text_expr_check;
+        RAISE EXCEPTION 'text expression % reads no column of %', quote_literal(text_column), source
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    PERFORM mrl_internal._check_columns(source, columns, 'text expression');
+
+    -- The canonical form: PostgreSQL's deparse of what it parsed (built-in names resolve in pg_catalog).
+    def := rtrim(btrim(pg_get_viewdef(view_oid), E' \n\t'), ';');
+    DROP VIEW pg_temp.pgmrl_text_expr_check;
+    suffix := 'mrl_src';
+    FOREACH suffix IN ARRAY ARRAY['mrl_src', qualified, 'FROM', 'AS mrl_text'] LOOP
+        IF right(def, length(suffix)) <> suffix THEN
+            RAISE EXCEPTION 'cannot canonicalise text expression % (deparsed as %)', quote_literal(text_column), def
+                USING ERRCODE = 'internal_error';
+        END IF;
+        def := rtrim(left(def, length(def) - length(suffix)), E' \n\t');
+    END LOOP;
+    IF left(def, 7) <> 'SELECT ' THEN
+        RAISE EXCEPTION 'cannot canonicalise text expression % (deparsed as %)', quote_literal(text_column), def
+            USING ERRCODE = 'internal_error';
+    END IF;
+    expr := btrim(substr(def, 8));
 END
 $fn$;

@@ -8,7 +8,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     next_slug text := 'mrl_next_' || s.id;
 BEGIN
     IF s.replaces IS NOT NULL THEN
@@ -31,7 +31,7 @@ BEGIN
     UPDATE mrl.embedding_sets SET replaces = s.id, rotation_min_rows = s.rotation_min_rows,
                                   default_coarse_k = s.default_coarse_k, binary_coarse_k = s.binary_coarse_k
      WHERE slug = next_slug;
-    PERFORM mrl._copy_indexes(s, next_slug);
+    PERFORM mrl_internal._copy_indexes(s, next_slug);
     RETURN format('re-embedding "%s" as "%s"; the old vectors serve until it is complete, then `pgmrl serve` switches '
                   'it in (or SELECT mrl.switch_embedding_set(%L))', s.slug, next_slug, s.slug);
 END
@@ -44,7 +44,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     n mrl.embedding_sets;
     pending bigint;
     old_table regclass := s.vectors_table;
@@ -62,8 +62,8 @@ BEGIN
         RAISE EXCEPTION 'the replacement of "%" still has % queued rows', s.slug, pending USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = 'Let `pgmrl serve` finish, or pass force => true to switch now (missing rows are embedded afterwards).';
     END IF;
-    PERFORM mrl._drop_triggers(s);
-    PERFORM mrl._drop_triggers(n);
+    PERFORM mrl_internal._drop_triggers(s);
+    PERFORM mrl_internal._drop_triggers(n);
     -- queued work of the replacement continues under the set's id
     UPDATE mrl.queue SET set_id = s.id WHERE set_id = n.id;
     UPDATE mrl.queue_intake SET set_id = s.id WHERE set_id = n.id;
@@ -80,13 +80,13 @@ BEGIN
            rotation_fitted_at = n.rotation_fitted_at, rotation_requested_at = n.rotation_requested_at
      WHERE id = s.id;
     DELETE FROM mrl.embedding_sets WHERE id = n.id;
-    PERFORM mrl._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = s.id;
+    PERFORM mrl_internal._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = s.id;
     PERFORM pg_notify('mrl_queue', s.id::text);
 END
 $fn$;
 
 -- Replacements ready to switch in: fully embedded, and with a fitted rotation where one will be fitted.
-CREATE OR REPLACE FUNCTION mrl._switch_due()
+CREATE OR REPLACE FUNCTION mrl_internal._switch_due()
 RETURNS SETOF text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp

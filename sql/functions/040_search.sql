@@ -8,7 +8,7 @@
 -- filter: a JSON object {column: value, column: [any, of, these], column: null} on the source table's columns.
 
 -- The WHERE conditions of a filter on alias src, reading the filter from parameter $param; NULL when no filter.
-CREATE OR REPLACE FUNCTION mrl._filter_sql(s mrl.embedding_sets, filter jsonb, param int)
+CREATE OR REPLACE FUNCTION mrl_internal._filter_sql(s mrl.embedding_sets, filter jsonb, param int)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -58,7 +58,7 @@ END
 $fn$;
 
 -- The coarse dimension a search (or a coarse index) uses: the stored one, or a checked shorter prefix.
-CREATE OR REPLACE FUNCTION mrl._coarse_dim(s mrl.embedding_sets, coarse_dim int)
+CREATE OR REPLACE FUNCTION mrl_internal._coarse_dim(s mrl.embedding_sets, coarse_dim int)
 RETURNS int
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -91,7 +91,7 @@ END
 $fn$;
 
 -- Strategies that need an optional index ('hnsw', 'binary_two_stage') fail clearly without it.
-CREATE OR REPLACE FUNCTION mrl._require_index(s mrl.embedding_sets, strategy text)
+CREATE OR REPLACE FUNCTION mrl_internal._require_index(s mrl.embedding_sets, strategy text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -106,9 +106,10 @@ BEGIN
 END
 $fn$;
 
--- hnsw.ef_search for a search: HNSW returns at most ef_search rows, so at least the rows wanted (k, or coarse_k
--- candidates), the set's tuned value for its coarse stage, and never less than the session's setting.
-CREATE OR REPLACE FUNCTION mrl._ef_search(s mrl.embedding_sets, strategy text, k int, coarse_k int)
+-- Rows an HNSW scan must return for a search: k, or coarse_k candidates, and the set's tuned value for its coarse
+-- stage, and never less than the session's setting. hnsw.ef_search itself is capped at pgvector's maximum (1000);
+-- beyond it the search uses an iterative index scan (pgvector >= 0.8).
+CREATE OR REPLACE FUNCTION mrl_internal._ef_search(s mrl.embedding_sets, strategy text, k int, coarse_k int)
 RETURNS int
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -116,6 +117,52 @@ AS $fn$
     SELECT greatest(CASE strategy WHEN 'hnsw' THEN k WHEN 'binary_two_stage' THEN coarse_k
                                   ELSE greatest(coarse_k, coalesce(s.default_ef_search, 0)) END,
                     coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 40))
+$fn$;
+
+-- Sets (for this transaction) the index-scan settings that return `wanted` rows; returns the previous values to
+-- restore: {ef_search, iterative_scan, max_scan_tuples}. Raises when more than 1000 are wanted and pgvector has no
+-- iterative scans.
+CREATE OR REPLACE FUNCTION mrl_internal._scan_settings(wanted int, iterate bool)
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    old text[] := ARRAY[current_setting('hnsw.ef_search', true), current_setting('hnsw.iterative_scan', true),
+                        current_setting('hnsw.max_scan_tuples', true)];
+BEGIN
+    PERFORM set_config('hnsw.ef_search', least(wanted, 1000)::text, true);
+    IF wanted > 1000 OR iterate THEN
+        IF old[2] IS NULL THEN
+            IF wanted > 1000 THEN
+                RAISE EXCEPTION 'returning % rows from an HNSW index needs pgvector >= 0.8 (iterative index scans)', wanted
+                    USING ERRCODE = 'feature_not_supported', HINT = 'Use k and coarse_k of at most 1000, or upgrade pgvector.';
+            END IF;
+        ELSE
+            IF old[2] = 'off' THEN
+                PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            END IF;
+            IF wanted > 1000 THEN
+                PERFORM set_config('hnsw.max_scan_tuples', greatest(coalesce(nullif(old[3], '')::int, 20000), 4 * wanted)::text, true);
+            END IF;
+        END IF;
+    END IF;
+    RETURN old;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl_internal._restore_scan_settings(old text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM set_config('hnsw.ef_search', coalesce(nullif(old[1], ''), '40'), true);
+    IF old[2] IS NOT NULL THEN
+        PERFORM set_config('hnsw.iterative_scan', old[2], true);
+        PERFORM set_config('hnsw.max_scan_tuples', old[3], true);
+    END IF;
+END
 $fn$;
 
 CREATE OR REPLACE FUNCTION mrl.search(
@@ -130,16 +177,16 @@ CREATE OR REPLACE FUNCTION mrl.search(
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     strat text := coalesce(strategy, s.default_strategy);
     ck int;
     cd int;
     ef int;
     q_coarse @vec@.halfvec;
-    old_ef text;
-    old_iter text;
+    old_scan text[];
     coarse_expr text := 'v.coarse';
     dist1 text;   -- stage-1 distance: $1 projected query, $3 full query
     src text;     -- FROM clause
@@ -157,6 +204,10 @@ BEGIN
             USING ERRCODE = 'data_exception',
                   HINT = format('Embed the query with the set''s model (%s); vectors of different models cannot be compared.', s.config);
     END IF;
+    IF @vec@.vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'query vector is all zeros: it has no direction, so cosine distances are undefined'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the embedding of a non-empty query.';
+    END IF;
     IF k IS NULL OR k <= 0 OR k > 10000 THEN
         RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
               HINT = 'k is the number of results, e.g. 10.';
@@ -170,8 +221,8 @@ BEGIN
         RAISE EXCEPTION 'coarse_k % must be at least k (%) and at most 100000', ck, k USING ERRCODE = 'invalid_parameter_value',
               HINT = 'coarse_k is the number of stage-1 candidates re-ranked exactly; 100 is a good start.';
     END IF;
-    cd := mrl._coarse_dim(s, coarse_dim);
-    PERFORM mrl._require_index(s, strat);
+    cd := mrl_internal._coarse_dim(s, coarse_dim);
+    PERFORM mrl_internal._require_index(s, strat);
 
     IF strat IN ('two_stage', 'coarse') THEN
         q_coarse := mrl.coarse_of(s.id, query, cd);
@@ -190,24 +241,17 @@ BEGIN
         WHEN 'hnsw' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
         WHEN 'exact' THEN '(v.embedding OPERATOR(@vec@.<=>) $3) + 0'  -- "+ 0": never an (approximate) index order
         ELSE coarse_expr || ' OPERATOR(@vec@.<=>) $1' END;
-    cond := mrl._filter_sql(s, filter, 5);
+    cond := mrl_internal._filter_sql(s, filter, 5);
     src := format('%s v', s.vectors_table);
     IF cond IS NOT NULL THEN
         src := format('%s JOIN %s src ON src.%I = v.id WHERE %s', src, s.source, s.pk_column, cond);
     END IF;
 
-    -- HNSW returns at most ef_search rows: raise it for this call, then put it back.
-    old_ef := current_setting('hnsw.ef_search', true);
-    ef := mrl._ef_search(s, strat, k, ck);
-    PERFORM set_config('hnsw.ef_search', ef::text, true);
-    IF cond IS NOT NULL AND strat <> 'exact' THEN
-        -- keep scanning the graph until enough rows pass the filter (pgvector >= 0.8); re-ranked below anyway
-        old_iter := current_setting('hnsw.iterative_scan', true);
-        BEGIN
-            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
-        EXCEPTION WHEN OTHERS THEN
-            old_iter := NULL;  -- older pgvector: the exact fallback below still returns k rows
-        END;
+    -- HNSW returns at most ef_search rows: raise it for this call (iterating past 1000, or when a filter drops
+    -- rows: keep scanning the graph until enough rows pass it; re-ranked below anyway), then put it back.
+    ef := mrl_internal._ef_search(s, strat, k, ck);
+    IF strat <> 'exact' THEN
+        old_scan := mrl_internal._scan_settings(ef, cond IS NOT NULL);
     END IF;
 
     IF strat IN ('two_stage', 'binary_two_stage') THEN
@@ -235,21 +279,20 @@ BEGIN
         ELSE
             RETURN QUERY SELECT u.id, u.distance FROM unnest(ids, dists) u(id, distance);
         END IF;
-        IF old_iter IS NOT NULL THEN
-            PERFORM set_config('hnsw.iterative_scan', old_iter, true);
-        END IF;
     END IF;
-    PERFORM set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
+    IF old_scan IS NOT NULL THEN
+        PERFORM mrl_internal._restore_scan_settings(old_scan);
+    END IF;
 END
 $fn$;
 
 -- two_stage_search's strategy when none is given: the set's, if it chose the binary coarse stage.
-CREATE OR REPLACE FUNCTION mrl._two_stage_default(set_slug text)
+CREATE OR REPLACE FUNCTION mrl_internal._two_stage_default(set_slug text)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT CASE WHEN (mrl._set(set_slug)).default_strategy = 'binary_two_stage' THEN 'binary_two_stage' ELSE 'two_stage' END
+    SELECT CASE WHEN (mrl_internal._set(set_slug)).default_strategy = 'binary_two_stage' THEN 'binary_two_stage' ELSE 'two_stage' END
 $fn$;
 
 CREATE OR REPLACE FUNCTION mrl.two_stage_search(
@@ -265,5 +308,5 @@ RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT * FROM mrl.search(set_slug, query, k, coalesce(strategy, mrl._two_stage_default(set_slug)), coarse_k, coarse_dim, filter)
+    SELECT * FROM mrl.search(set_slug, query, k, coalesce(strategy, mrl_internal._two_stage_default(set_slug)), coarse_k, coarse_dim, filter)
 $fn$;

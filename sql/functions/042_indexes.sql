@@ -5,7 +5,7 @@
 --   <slug>_full_hnsw        the full vector, for strategy 'hnsw' (the classic pgvector setup)
 -- Building takes a lock that blocks writes to the set's vectors; raise maintenance_work_mem for large sets.
 
-CREATE OR REPLACE FUNCTION mrl._check_hnsw_params(m int, ef_construction int)
+CREATE OR REPLACE FUNCTION mrl_internal._check_hnsw_params(m int, ef_construction int)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -22,7 +22,7 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION mrl._build_index(s mrl.embedding_sets, suffix text, definition text, m int, ef_construction int)
+CREATE OR REPLACE FUNCTION mrl_internal._build_index(s mrl.embedding_sets, suffix text, definition text, m int, ef_construction int)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -30,7 +30,7 @@ AS $fn$
 DECLARE
     iname text := s.slug || suffix;
 BEGIN
-    PERFORM mrl._check_hnsw_params(m, ef_construction);
+    PERFORM mrl_internal._check_hnsw_params(m, ef_construction);
     EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', iname);
     EXECUTE format('CREATE INDEX %I ON %s USING hnsw %s WITH (m = %s, ef_construction = %s)',
                    iname, s.vectors_table, definition, m, ef_construction);
@@ -44,13 +44,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
     IF s.dims > 2000 THEN
         RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of at most 2000 dimensions; set "%" stores %', s.slug, s.dims
             USING ERRCODE = 'feature_not_supported', HINT = 'Use the two-stage search on the coarse vector instead.';
     END IF;
-    RETURN mrl._build_index(s, '_full_hnsw', '(embedding @vec@.vector_cosine_ops)', m, ef_construction);
+    RETURN mrl_internal._build_index(s, '_full_hnsw', '(embedding @vec@.vector_cosine_ops)', m, ef_construction);
 END
 $fn$;
 
@@ -60,9 +60,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
-    RETURN mrl._build_index(s, '_binary_hnsw',
+    RETURN mrl_internal._build_index(s, '_binary_hnsw',
         format('(((@vec@.binary_quantize(embedding))::bit(%s)) @vec@.bit_hamming_ops)', s.dims), m, ef_construction);
 END
 $fn$;
@@ -75,17 +75,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
     IF s.coarse_method = 'none' THEN
         RAISE EXCEPTION 'set "%" keeps no coarse vector', s.slug USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Give the set a truncate_dim with mrl.alter_embedding_set().';
     END IF;
     IF dim IS NULL OR dim = s.truncate_dim THEN
-        RETURN mrl._build_index(s, '_coarse_hnsw', '(coarse @vec@.halfvec_cosine_ops)', m, ef_construction);
+        RETURN mrl_internal._build_index(s, '_coarse_hnsw', '(coarse @vec@.halfvec_cosine_ops)', m, ef_construction);
     END IF;
-    PERFORM mrl._coarse_dim(s, dim);  -- the same check as a search with coarse_dim => dim
-    RETURN mrl._build_index(s, format('_coarse%s_hnsw', dim),
+    PERFORM mrl_internal._coarse_dim(s, dim);  -- the same check as a search with coarse_dim => dim
+    RETURN mrl_internal._build_index(s, format('_coarse%s_hnsw', dim),
         format('(((@vec@.l2_normalize(@vec@.subvector(coarse, 1, %s)))::@vec@.halfvec(%s)) @vec@.halfvec_cosine_ops)', dim, dim),
         m, ef_construction);
 END
@@ -106,7 +106,7 @@ AS $fn$
            coalesce((SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'm'), 16),
            coalesce((SELECT o.option_value::int FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'ef_construction'), 64),
            pg_relation_size(c.oid)
-      FROM (SELECT (mrl._set(set_slug)).*) s
+      FROM (SELECT (mrl_internal._set(set_slug)).*) s
       JOIN pg_index i ON i.indrelid = s.vectors_table
       JOIN pg_class c ON c.oid = i.indexrelid
      WHERE left(c.relname, length(s.slug) + 1) = s.slug || '_' AND c.relname LIKE '%\_hnsw'
@@ -121,15 +121,20 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
     IF strategy IS NOT NULL AND strategy NOT IN ('two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact') THEN
         RAISE EXCEPTION 'unknown strategy %', quote_literal(strategy) USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Use ''two_stage'', ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
     END IF;
-    PERFORM mrl._require_index(s, strategy);
-    IF coarse_k <= 0 OR binary_coarse_k <= 0 OR ef_search <= 0 OR coarse_k > 100000 OR binary_coarse_k > 100000 OR ef_search > 100000 THEN
-        RAISE EXCEPTION 'coarse_k, binary_coarse_k and ef_search must be between 1 and 100000' USING ERRCODE = 'invalid_parameter_value';
+    PERFORM mrl_internal._require_index(s, strategy);
+    IF coarse_k <= 0 OR binary_coarse_k <= 0 OR coarse_k > 100000 OR binary_coarse_k > 100000 THEN
+        RAISE EXCEPTION 'coarse_k and binary_coarse_k must be between 1 and 100000' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'The number of stage-1 candidates; 100 is a good start (mrl.tune chooses one).';
+    END IF;
+    IF ef_search <= 0 OR ef_search > 1000 THEN
+        RAISE EXCEPTION 'ef_search must be between 1 and 1000 (pgvector''s range), got %', ef_search USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Searches that need more candidates than 1000 scan the index iteratively on their own.';
     END IF;
     UPDATE mrl.embedding_sets e
        SET default_strategy = coalesce(configure_search.strategy, e.default_strategy),
@@ -143,7 +148,7 @@ END
 $fn$;
 
 -- Builds on a replacement set (mrl.alter_embedding_set) the extra indexes its original has, with the same m.
-CREATE OR REPLACE FUNCTION mrl._copy_indexes(from_set mrl.embedding_sets, to_slug text)
+CREATE OR REPLACE FUNCTION mrl_internal._copy_indexes(from_set mrl.embedding_sets, to_slug text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

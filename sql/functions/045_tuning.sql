@@ -2,7 +2,7 @@
 -- Queries are stored vectors perturbed by Gaussian noise (norm about `noise`), so that they are near documents
 -- without being one of them.
 
-CREATE OR REPLACE FUNCTION mrl._sample_queries(s mrl.embedding_sets, sample int, noise double precision)
+CREATE OR REPLACE FUNCTION mrl_internal._sample_queries(s mrl.embedding_sets, sample int, noise double precision)
 RETURNS @vec@.vector[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -32,7 +32,7 @@ END
 $fn$;
 
 -- Runs each query through mrl.search; the ids (a JSON array per query) and latency percentiles in ms.
-CREATE OR REPLACE FUNCTION mrl._run_queries(set_slug text, queries @vec@.vector[], k int, strategy text, coarse_k int,
+CREATE OR REPLACE FUNCTION mrl_internal._run_queries(set_slug text, queries @vec@.vector[], k int, strategy text, coarse_k int,
                                             OUT results jsonb, OUT p50_ms double precision, OUT p95_ms double precision)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -56,7 +56,7 @@ END
 $fn$;
 
 -- Mean share of each truth list (exact top-k) found in the matching result list.
-CREATE OR REPLACE FUNCTION mrl._agreement(results jsonb, truth jsonb)
+CREATE OR REPLACE FUNCTION mrl_internal._agreement(results jsonb, truth jsonb)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -77,20 +77,20 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     strat text := coalesce(measure_recall.strategy, s.default_strategy);
-    qs @vec@.vector[] := mrl._sample_queries(s, sample, noise);
+    qs @vec@.vector[] := mrl_internal._sample_queries(s, sample, noise);
     approx record;
     exact record;
     ck int;
 BEGIN
-    exact := mrl._run_queries(s.slug, qs, k, 'exact', NULL);
-    approx := mrl._run_queries(s.slug, qs, k, strat, measure_recall.coarse_k);
+    exact := mrl_internal._run_queries(s.slug, qs, k, 'exact', NULL);
+    approx := mrl_internal._run_queries(s.slug, qs, k, strat, measure_recall.coarse_k);
     ck := CASE WHEN strat IN ('two_stage', 'binary_two_stage')
                THEN coalesce(measure_recall.coarse_k, greatest(k, CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END)) END;
-    RETURN QUERY SELECT mrl._agreement(approx.results, exact.results), approx.p50_ms, approx.p95_ms, exact.p50_ms,
+    RETURN QUERY SELECT mrl_internal._agreement(approx.results, exact.results), approx.p50_ms, approx.p95_ms, exact.p50_ms,
                         exact.p50_ms / nullif(approx.p50_ms, 0), cardinality(qs), strat, ck,
-                        CASE WHEN strat <> 'exact' THEN mrl._ef_search(s, strat, k, coalesce(ck, k)) END;
+                        CASE WHEN strat <> 'exact' THEN mrl_internal._ef_search(s, strat, k, coalesce(ck, k)) END;
 END
 $fn$;
 
@@ -103,8 +103,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
-    strat text := coalesce(tune.strategy, mrl._two_stage_default(set_slug));
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
+    strat text := coalesce(tune.strategy, mrl_internal._two_stage_default(set_slug));
     qs @vec@.vector[];
     truth jsonb;
     run record;
@@ -136,17 +136,17 @@ BEGIN
     IF k IS NULL OR k < 1 OR k > 1000 THEN
         RAISE EXCEPTION 'k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    qs := mrl._sample_queries(s, sample, noise);
-    truth := (mrl._run_queries(s.slug, qs, k, 'exact', NULL)).results;
+    qs := mrl_internal._sample_queries(s, sample, noise);
+    truth := (mrl_internal._run_queries(s.slug, qs, k, 'exact', NULL)).results;
     -- trials run without the set's stored ef_search floor (this transaction only)
     UPDATE mrl.embedding_sets SET default_ef_search = NULL WHERE id = s.id;
     <<grid>>
     FOREACH ck IN ARRAY ARRAY[10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000, 3000, 5000] LOOP
         CONTINUE WHEN ck < k;
         FOREACH ef IN ARRAY CASE WHEN strat = 'two_stage' THEN ARRAY[ck, 2 * ck] ELSE ARRAY[ck] END LOOP
-            PERFORM set_config('hnsw.ef_search', greatest(ef, 1)::text, true);
-            run := mrl._run_queries(s.slug, qs, k, strat, ck);
-            agree := mrl._agreement(run.results, truth);
+            PERFORM mrl_internal._scan_settings(greatest(ef, 1), false);
+            run := mrl_internal._run_queries(s.slug, qs, k, strat, ck);
+            agree := mrl_internal._agreement(run.results, truth);
             cks := cks || ck; efs := efs || ef; agrees := agrees || agree; p50s := p50s || run.p50_ms;
             IF agree > best THEN
                 best := agree; best_ck := ck; best_ef := ef;

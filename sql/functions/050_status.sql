@@ -8,7 +8,8 @@ SELECT e.slug,
        (SELECT count(*) FROM mrl.queue q WHERE q.set_id = e.id AND q.dead) AS failed,
        clock_timestamp() - least((SELECT min(q.queued_at) FROM mrl.queue q WHERE q.set_id = e.id AND NOT q.dead),
                                  (SELECT min(i.queued_at) FROM mrl.queue_intake i WHERE i.set_id = e.id)) AS oldest_queued_age
-  FROM mrl.embedding_sets e;
+  FROM mrl.embedding_sets e
+ WHERE mrl_internal._may_see(e.source);
 
 CREATE OR REPLACE FUNCTION mrl.set_status(set_slug text)
 RETURNS TABLE (slug text, config text, coarse_method text, truncate_dim int, rows bigint, embedded bigint,
@@ -17,7 +18,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     n_rows bigint;
     n_vec bigint;
 BEGIN

@@ -2,10 +2,11 @@
 
 -- Current text of the given keys. content_hash = md5(text); stored_hash = the hash of the vector stored now
 -- (so unchanged texts are not embedded again). Keys whose row is gone come back with body NULL.
-CREATE OR REPLACE FUNCTION mrl._fetch_texts(set_id int, ids text[])
+CREATE OR REPLACE FUNCTION mrl_internal._fetch_texts(set_id int, ids text[])
 RETURNS TABLE (id text, body text, content_hash text, stored_hash text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
     s mrl.embedding_sets;
@@ -16,10 +17,11 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = format('Drop the set with SELECT mrl.drop_embedding_set(%L), or recreate it on the new table.', s.slug);
     END IF;
+    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
     RETURN QUERY EXECUTE format(
         'SELECT k.id, x.body, md5(x.body), v.content_hash
            FROM unnest($1) AS k(id)
-      LEFT JOIN (SELECT %1$I AS mrl_key, (%2$s)::text AS body FROM %3$s WHERE %1$I = ANY ($1::%4$s[])) x
+      LEFT JOIN (SELECT mrl_src.%1$I AS mrl_key, (%2$s)::text AS body FROM %3$s mrl_src WHERE mrl_src.%1$I = ANY ($1::%4$s[])) x
              ON x.mrl_key = k.id::%4$s
       LEFT JOIN %5$s v ON v.id = x.mrl_key',
         s.pk_column, s.text_expr, s.source, s.pk_type, s.vectors_table) USING ids;
@@ -31,12 +33,13 @@ $fn$;
 -- removes vectors of keys whose text is now NULL or empty, and deletes the claimed queue rows.
 -- Source rows are KEY SHARE-locked first, in key order: a concurrent DELETE (which cascades to the vectors)
 -- then either finishes before or waits after, and never deadlocks with the worker; text UPDATEs never wait.
-DROP FUNCTION IF EXISTS mrl._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
-CREATE OR REPLACE FUNCTION mrl._apply_batch(set_id int, qids bigint[], ids text[], hashes text[],
+DROP FUNCTION IF EXISTS mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
+CREATE OR REPLACE FUNCTION mrl_internal._apply_batch(set_id int, qids bigint[], ids text[], hashes text[],
                                             embeddings @vec@.vector[], truncated bool[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
     s mrl.embedding_sets;
@@ -47,6 +50,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
+    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
     SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
     keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
     -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
@@ -60,7 +64,7 @@ BEGIN
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
              SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
                FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
-               JOIN (SELECT %2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM %4$s WHERE %2$I = ANY ($1::%5$s[])) x
+               JOIN (SELECT mrl_src.%2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
                  ON x.mrl_key = b.id::%5$s AND x.mrl_hash = b.hash
               ORDER BY x.mrl_key
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
@@ -74,8 +78,8 @@ BEGIN
     END IF;
     -- Texts that became NULL or empty lose their vector.
     EXECUTE format(
-        'DELETE FROM %1$s v USING (SELECT %2$I AS mrl_key FROM %4$s
-                                    WHERE %2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x
+        'DELETE FROM %1$s v USING (SELECT mrl_src.%2$I AS mrl_key FROM %4$s mrl_src
+                                    WHERE mrl_src.%2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x
           WHERE v.id = x.mrl_key',
         s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys;
     DELETE FROM mrl.queue WHERE qid = ANY (qids);
@@ -84,7 +88,7 @@ END
 $fn$;
 
 -- Records a failed attempt: exponential backoff (capped), dead-lettered after max_attempts.
-CREATE OR REPLACE FUNCTION mrl._fail_items(qids bigint[], error text, max_attempts int DEFAULT 5)
+CREATE OR REPLACE FUNCTION mrl_internal._fail_items(qids bigint[], error text, max_attempts int DEFAULT 5)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -102,7 +106,7 @@ $fn$;
 CREATE OR REPLACE VIEW mrl.failed_items AS
 SELECT e.slug, q.id, q.attempts, q.last_error, q.queued_at, q.failed_at, q.qid
   FROM mrl.queue q JOIN mrl.embedding_sets e ON e.id = q.set_id
- WHERE q.dead;
+ WHERE q.dead AND mrl_internal._may_see(e.source);
 
 -- Puts a set's dead-lettered items back in the queue (attempts reset). Returns how many.
 CREATE OR REPLACE FUNCTION mrl.retry_failed(set_slug text)
@@ -111,7 +115,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
     n bigint;
 BEGIN
     UPDATE mrl.queue SET dead = false, attempts = 0, next_attempt_at = NULL, failed_at = NULL
@@ -126,7 +130,7 @@ $fn$;
 
 -- Moves keys queued as arrays (mrl.queue_intake) into mrl.queue rows, oldest statements first; keeps their
 -- queue time. Concurrent workers take different intake rows. Returns the keys moved.
-CREATE OR REPLACE FUNCTION mrl._expand_intake(max_statements int DEFAULT 100)
+CREATE OR REPLACE FUNCTION mrl_internal._expand_intake(max_statements int DEFAULT 100)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -140,7 +144,8 @@ BEGIN
         RETURNING i.set_id, i.ids, i.queued_at)
     INSERT INTO mrl.queue (set_id, id, queued_at)
     SELECT m.set_id, u.id, m.queued_at
-      FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id);
+      FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id)
+     WHERE u.id IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -1,9 +1,9 @@
 -- The fitted rotation of non-MRL sets. The sidecar fits it (numpy SVD) and stores it with
--- mrl._store_rotation(), which rewrites every coarse vector in the same transaction.
+-- mrl_internal._store_rotation(), which rewrites every coarse vector in the same transaction.
 
 -- Sets whose rotation should be (re)fitted now: asked for, or first reaching rotation_min_rows embedded rows,
 -- or grown to twice the rows of the last fit. Never while the set still has queued work (except when asked).
-CREATE OR REPLACE FUNCTION mrl._rotation_due()
+CREATE OR REPLACE FUNCTION mrl_internal._rotation_due()
 RETURNS SETOF int
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -30,7 +30,7 @@ END
 $fn$;
 
 -- Up to `sample` stored full vectors of a set (all of them when there are fewer), for fitting.
-CREATE OR REPLACE FUNCTION mrl._sample_embeddings(set_id int, sample int DEFAULT 50000)
+CREATE OR REPLACE FUNCTION mrl_internal._sample_embeddings(set_id int, sample int DEFAULT 50000)
 RETURNS SETOF @vec@.vector
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -42,7 +42,7 @@ BEGIN
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION mrl._store_rotation(set_id int, directions @vec@.vector[],
+CREATE OR REPLACE FUNCTION mrl_internal._store_rotation(set_id int, directions @vec@.vector[],
                                                explained double precision[], fitted_rows bigint)
 RETURNS void
 LANGUAGE plpgsql

@@ -4,12 +4,14 @@ CREATE OR REPLACE FUNCTION mrl.set_documents(set_slug text)
 RETURNS TABLE (id text, body text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl._set(set_slug);
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
+    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
     RETURN QUERY EXECUTE format(
-        'SELECT (%1$I)::text, (%2$s)::text FROM %3$s WHERE coalesce((%2$s)::text, '''') <> '''' ORDER BY %1$I',
+        'SELECT (mrl_src.%1$I)::text, (%2$s)::text FROM %3$s mrl_src WHERE coalesce((%2$s)::text, '''') <> '''' ORDER BY mrl_src.%1$I',
         s.pk_column, s.text_expr, s.source);
 END
 $fn$;

@@ -1,0 +1,18 @@
+-- Shared databases: internal helpers move to their own schema, the queue is no longer writable by PUBLIC (writers
+-- reach it only through the SECURITY DEFINER triggers), the registry shows each role only the sets whose source it
+-- may read, and the columns a set's text reads are recorded so that the worker can refuse a changed type.
+CREATE SCHEMA IF NOT EXISTS mrl_internal;
+COMMENT ON SCHEMA mrl_internal IS 'pgmrl: internal helpers (not an API; EXECUTE granted only where a public function needs it)';
+
+-- Source columns the text expression (and the key) read; the worker checks their types before every batch.
+ALTER TABLE mrl.embedding_sets ADD COLUMN text_columns name[];
+
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON mrl.queue, mrl.queue_intake FROM PUBLIC;
+REVOKE ALL ON SEQUENCE mrl.queue_qid_seq, mrl.queue_intake_bid_seq FROM PUBLIC;
+
+-- Keys are never NULL (they come from a primary key).
+DELETE FROM mrl.queue_intake WHERE array_position(ids, NULL) IS NOT NULL;
+ALTER TABLE mrl.queue_intake ADD CONSTRAINT queue_intake_ids_check CHECK (array_position(ids, NULL) IS NULL);
+
+ALTER TABLE mrl.embedding_sets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mrl.rotation_components ENABLE ROW LEVEL SECURITY;
