@@ -167,3 +167,109 @@ def test_openapi_no_server_errors(dsn, embedder, corpus):
             check()
     finally:
         app.state.db.close_all()
+
+
+# -- tokens and roles (a database shared by many roles) ----------------------------------------------------------
+def test_every_database_endpoint_needs_a_token_even_on_loopback(dsn, embedder):
+    app = create_app(dsn, token=TOKEN, open_embed=True)  # as `pgmrl serve` on 127.0.0.1
+    app.state.model_ready = True
+    open_paths = {"/healthz", "/readyz", "/metrics", "/v1/embed", "/docs", "/docs/oauth2-redirect", "/openapi.json",
+                  "/redoc"}
+    with TestClient(app) as tc:
+        checked = 0
+        for route in app.routes:
+            path = getattr(route, "path", "")
+            if path in open_paths or not hasattr(route, "methods"):
+                continue
+            for method in route.methods - {"HEAD", "OPTIONS"}:
+                url = path.replace("{name}", "x").replace("{slug}", "x")
+                r = tc.request(method, url, json={})
+                assert r.status_code == 401, (method, url, r.status_code)
+                checked += 1
+        assert checked >= 7
+        assert tc.post("/v1/embed", json={"texts": ["x"]}).status_code == 200  # open on loopback
+        # the scheme is case-insensitive; the token itself is not
+        assert tc.get("/api/v1/embedding-configs", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+        assert tc.get("/api/v1/embedding-configs", headers={"Authorization": f"BEARER {TOKEN}"}).status_code == 200
+        assert tc.get("/api/v1/embedding-configs",
+                      headers={"Authorization": f"Bearer {TOKEN.upper()}"}).status_code == 401
+    app.state.db.close_all()
+
+
+def test_body_cap_and_no_echo(dsn, embedder):
+    from pgmrl.http import MAX_BODY
+
+    app = create_app(dsn, token=TOKEN)
+    with TestClient(app) as tc:
+        big = b"x" * (MAX_BODY + 1)
+        # refused before the token is looked at or the body is parsed
+        assert tc.post("/api/v1/embedding-sets", content=big).status_code == 413
+        r = tc.post("/v1/embed", content=big, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 413 and len(r.content) < 200
+        # chunked (no Content-Length) is counted too
+        r = tc.post("/v1/embed", content=iter([big[:MAX_BODY // 2], big[MAX_BODY // 2:]]),
+                    headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 413
+        # a 422 names the problem without repeating the input
+        r = tc.post("/v1/embed", json={"texts": ["y" * 200_000]}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 422 and len(r.content) < 2000 and "yyyy" not in r.text
+    app.state.db.close_all()
+
+
+@pytest.fixture
+def api_roles(dsn, server_dsn, client, corpus):
+    """Two roles and a token each: `noread` may not read public.docs, `admin` manages sets but may not read it
+    either; the sidecar's login (the test's) is a member of both, as `GRANT role TO sidecar_login` makes it."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {"noread": f"noread_{suffix}", "admin": f"admin_{suffix}"}
+    login = conninfo_to_dict(dsn).get("user") or client.conn.execute("SELECT current_user").fetchone()[0]
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {names['noread']}")
+        conn.execute(f"CREATE ROLE {names['admin']} IN ROLE pgmrl_admin")
+    make_docs_table(client.conn, corpus[:30])
+    client.create_set("Docs", "docs", "docs", "body")
+    Worker(dsn).run(once=True)
+    client.conn.execute(f"CREATE SCHEMA adm AUTHORIZATION {names['admin']}")
+    client.conn.execute(f"CREATE TABLE adm.notes (id int PRIMARY KEY, body text)")
+    client.conn.execute(f"ALTER TABLE adm.notes OWNER TO {names['admin']}")
+    yield names, login
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {conninfo_to_dict(dsn)['dbname']} WITH (FORCE)")
+        for name in names.values():
+            conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def test_tokens_map_to_roles(dsn, embedder, api_roles):
+    """Each token acts as its role (SET ROLE): the API never does more than that role could in SQL."""
+    names, _ = api_roles
+    t_noread, t_admin, t_self = "n" * 24, "a" * 24, "s" * 24
+    app = create_app(dsn, {t_noread: names["noread"], t_admin: names["admin"], t_self: None})
+    app.state.model_ready = True
+    body = {"name": "Docs2", "slug": "docs2", "source_table": "public.docs", "text_column": "body"}
+
+    def h(token):
+        return {"Authorization": f"Bearer {token}"}
+
+    with TestClient(app) as tc:
+        # a role that may not read public.docs can neither create a set over it nor see or search its set
+        r = tc.post("/api/v1/embedding-sets", json=body, headers=h(t_noread))
+        assert r.status_code == 403 and r.json()["sqlstate"] == "42501", r.text
+        r = tc.post("/api/v1/embedding-sets", json=body, headers=h(t_admin))
+        assert r.status_code == 403 and "permission denied for table" in r.json()["detail"], r.text
+        assert tc.get("/api/v1/embedding-sets/docs", headers=h(t_noread)).status_code == 404
+        assert tc.get("/api/v1/search", params={"q": "x", "set": "docs"}, headers=h(t_noread)).status_code == 404
+        r = tc.post("/api/v1/fine-tuning/generate", json={"name": "ft", "source": {"slug": "docs"}}, headers=h(t_noread))
+        assert r.status_code == 404
+        # the administrator creates a set over its own table; the sidecar's own login sees everything
+        r = tc.post("/api/v1/embedding-sets", headers=h(t_admin),
+                    json={"name": "Notes", "slug": "notes", "source_table": "adm.notes", "text_column": "body"})
+        assert r.status_code == 201, r.text
+        assert tc.get("/api/v1/embedding-sets/docs", headers=h(t_self)).status_code == 200
+        r = tc.get("/api/v1/search", params={"q": "compress files", "set": "docs", "k": 3}, headers=h(t_self))
+        assert r.status_code == 200 and len(r.json()["ids"]) == 3
+    app.state.db.close_all()

@@ -34,13 +34,15 @@ def _server(data_dir):
     return EmbeddedServer(data_dir or default_data_dir())
 
 
-def resolve_dsn(dsn: str | None) -> str:
+def resolve_dsn(dsn: str | None, sidecar: bool = False) -> str:
+    """The DSN given, else the embedded server's (for `sidecar`: its least-privileged sidecar login, if installed)."""
     if dsn:
         return dsn
     server = _server(os.environ.get("PGMRL_DATA_DIR"))
     if server.is_running():
-        return server.dsn()
-    raise PgmrlError("no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with `pgmrl up`")
+        return server.sidecar_dsn() if sidecar else server.dsn()
+    raise PgmrlError(f"no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with `pgmrl up` "
+                     f"(looked in {server.data_dir})")
 
 
 def _json_object(text: str, option: str) -> dict:
@@ -231,7 +233,10 @@ def failed(dsn, slug, retry):
     if not rows:
         click.echo("no dead-lettered items")
     for r in rows:
-        click.echo(f"{r['slug']} id={r['id']} attempts={r['attempts']} failed_at={r['failed_at']}: {r['last_error']}")
+        def printable(text) -> str:  # keys and errors may hold any text: no terminal escapes reach the screen
+            return "".join(ch if ch.isprintable() else "?" for ch in str(text or ""))
+        click.echo(f"{r['slug']} id={printable(r['id'])} attempts={r['attempts']} failed_at={r['failed_at']}: "
+                   f"{printable(r['last_error'])}")
 
 
 @cli.command()
@@ -280,13 +285,30 @@ def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_):
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="PGMRL_HOST",
               help="HTTP bind address [env PGMRL_HOST]; anything but loopback needs --token.")
 @click.option("--port", default=8765, show_default=True, envvar="PGMRL_PORT", help="HTTP port [env PGMRL_PORT].")
-@click.option("--token", envvar="PGMRL_TOKEN", help="Bearer token required by the HTTP API [env PGMRL_TOKEN].")
+@click.option("--token", envvar="PGMRL_TOKEN",
+              help="Bearer token of the HTTP API [env PGMRL_TOKEN]; at least 16 characters off loopback. Without "
+                   "--token or --tokens-file, one is generated into --token-file.")
+@click.option("--token-role", envvar="PGMRL_TOKEN_ROLE",
+              help="Database role that --token's requests run as (SET ROLE) [env PGMRL_TOKEN_ROLE]. Default: the "
+                   "sidecar's login, or pgmrl_worker when that login is a superuser.")
+@click.option("--tokens-file", envvar="PGMRL_TOKENS_FILE", type=click.Path(dir_okay=False, exists=True),
+              help="File of `ROLE TOKEN` lines, one token per role, readable by its owner only [env PGMRL_TOKENS_FILE].")
+@click.option("--token-file", envvar="PGMRL_TOKEN_FILE", type=click.Path(dir_okay=False),
+              help="Where a generated token is kept (mode 600) [env PGMRL_TOKEN_FILE; default: "
+                   "~/.config/pgmrl/sidecar-token].")
 @click.option("--advertise-url", envvar="PGMRL_ADVERTISE_URL",
               help="URL the database uses to reach this sidecar (default http://HOST:PORT) [env PGMRL_ADVERTISE_URL].")
 @click.option("--no-http", is_flag=True, help="Run the worker only.")
-def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port, token, advertise_url, no_http):
+def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port, token, token_role, tokens_file,
+          token_file, advertise_url, no_http):
     """Run the embedding sidecar: the worker (LISTEN for queued rows, embed in batches, write the vectors) and the
     HTTP server (POST /v1/embed for mrl.embed(), /api/v1/..., /healthz, /readyz, /metrics, /docs).
+
+    \b
+    Privileges: connect as a login that is a member of pgmrl_worker (on the embedded server, `pgmrl serve`
+    does so by itself); it warns when it runs as a superuser. Every HTTP endpoint that reads or writes the
+    database needs a bearer token, loopback included, and runs as the token's role; /healthz, /readyz,
+    /metrics and (on loopback) /v1/embed are open.
 
     It records its URL (and token) in mrl.settings so SQL can reach it. SIGTERM or Ctrl-C finishes the current
     batch and exits. Run several for more throughput (one HTTP port each)."""
@@ -297,7 +319,8 @@ def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port
     if not once:
         click.echo(f"pgmrl sidecar: worker waiting for queued rows"
                    f"{'' if no_http else f'; HTTP on {host}:{port}'} (Ctrl-C to stop)", err=True)
-    worker = run_sidecar(resolve_dsn(dsn), host=host, port=port, token=token, advertise_url=advertise_url,
+    worker = run_sidecar(resolve_dsn(dsn, sidecar=True), host=host, port=port, token=token, token_role=token_role,
+                         tokens_file=tokens_file, token_file=token_file, advertise_url=advertise_url,
                          http=not no_http, once=once, batch_size=batch_size, poll_interval=poll_interval,
                          max_attempts=max_attempts, device=device)
     click.echo(f"embedded {worker.processed} queue item(s); {worker.failed} failed attempt(s)", err=True)

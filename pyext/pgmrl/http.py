@@ -226,6 +226,8 @@ def _status_of(exc: psycopg.Error) -> int:
         return 422  # refused by the driver before reaching the server (e.g. a NUL character)
     if state == "42704":
         return 404
+    if state == "42501":
+        return 403  # the token's role may not do this
     if state in ("42710", "23505"):
         return 409
     if state[:2] in ("22", "42", "23", "0A"):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .client import Client
 from .mrl import agreement
-from .server import EmbeddedServer
+from .server import SIDECAR_ROLE, EmbeddedServer
 
 SLUG = "debian"
 TABLE = "public.debian_packages"
@@ -57,6 +57,7 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
     client = Client(dsn)
     echo("2/5 installing the mrl schema")
     client.install()
+    worker_dsn = server.ensure_sidecar_login()  # the worker runs with least privilege, not as the superuser
 
     corpus = sample_corpus(rows)
     echo(f"3/5 loading {len(corpus)} real Debian package descriptions into {TABLE}")
@@ -73,9 +74,10 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
              f"a fitted PCA rotation (MiniLM is not Matryoshka-trained, so raw truncation is refused)")
 
     queued = client.status(SLUG)[0]["queued"]
-    echo(f"4/5 embedding {queued} queued rows with the sidecar worker (about 50 documents/s on 2 CPU cores)")
+    echo(f"4/5 embedding {queued} queued rows with the sidecar worker (about 50 documents/s on 2 CPU cores), "
+         f"as the login {SIDECAR_ROLE} (member of pgmrl_worker)")
     with tqdm(total=queued, unit="row", disable=queued == 0) as bar:
-        Worker(dsn, batch_size=batch_size, on_progress=bar.update).run(once=True)
+        Worker(worker_dsn, batch_size=batch_size, on_progress=bar.update).run(once=True)
     st = client.status(SLUG)[0]
     if st["rotation_fitted_at"] is None:
         client.refit(SLUG)

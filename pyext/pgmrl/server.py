@@ -22,6 +22,7 @@ from urllib.parse import quote
 from .errors import PgmrlError
 
 SERVICE_USER = "pgmrl"
+SIDECAR_ROLE = "pgmrl_sidecar"
 DEFAULT_DB = "pgmrl"
 SOCKET_PORT = 5432  # only names the socket file; nothing listens on TCP
 
@@ -99,8 +100,27 @@ class EmbeddedServer:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
-    def dsn(self, database: str = DEFAULT_DB) -> str:
-        return f"postgresql://postgres@/{database}?host={quote(str(self.socket_dir), safe='/')}"
+    def dsn(self, database: str = DEFAULT_DB, user: str = "postgres") -> str:
+        return f"postgresql://{quote(user, safe='')}@/{database}?host={quote(str(self.socket_dir), safe='/')}"
+
+    def sidecar_dsn(self, database: str = DEFAULT_DB) -> str:
+        """The least-privileged login `pgmrl serve` uses here (a member of pgmrl_worker), once pgmrl is installed;
+        the superuser's DSN before that."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SIDECAR_ROLE,)).fetchone()
+        return self.dsn(database, SIDECAR_ROLE) if exists else self.dsn(database)
+
+    def ensure_sidecar_login(self, database: str = DEFAULT_DB) -> str:
+        """Creates the sidecar's login (member of pgmrl_worker, nothing else) after `pgmrl install`; returns its DSN."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SIDECAR_ROLE,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {SIDECAR_ROLE} LOGIN IN ROLE pgmrl_worker")
+                conn.execute(f"COMMENT ON ROLE {SIDECAR_ROLE} IS 'pgmrl serve on the embedded server (least privilege)'")
+        return self.dsn(database, SIDECAR_ROLE)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _run(self, args: list[str], user: pwd.struct_passwd | None, check: bool = True, timeout: float = 120):

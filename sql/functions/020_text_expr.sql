@@ -130,6 +130,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = hint;
     END IF;
 
+    SELECT array_agg(a.attname ORDER BY a.attnum) INTO columns
+      FROM pg_attribute a
+     WHERE a.attrelid = source AND a.attnum IN (
+           SELECT d.refobjsubid FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+            WHERE r.ev_class = view_oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = source AND d.refobjsubid > 0);
+    IF columns IS NOT NULL THEN
+        PERFORM mrl_internal._check_columns(source, columns, 'text expression');
+    END IF;
+
     -- Functions: built-in, and on the allow-list or a built-in cast function.
     SELECT string_agg(DISTINCT coalesce(f::regprocedure::text, f::text), ', ') INTO bad
       FROM (SELECT m[1]::oid AS f FROM regexp_matches(tree, ':(?:funcid|aggfnoid|winfnoid|hashfuncid|negfuncid) (\d+)', 'g') m) x
@@ -161,17 +170,11 @@ BEGIN
                                 array_to_string(mrl.allowed_text_functions(), ', '));
     END IF;
 
-    SELECT array_agg(a.attname ORDER BY a.attnum) INTO columns
-      FROM pg_attribute a
-     WHERE a.attrelid = source AND a.attnum IN (
-           SELECT d.refobjsubid FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-            WHERE r.ev_class = view_oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid = source AND d.refobjsubid > 0);
     IF columns IS NULL THEN
         DROP VIEW pg_temp.pgmrl_text_expr_check;
         RAISE EXCEPTION 'text expression % reads no column of %', quote_literal(text_column), source
             USING ERRCODE = 'invalid_parameter_value', HINT = hint;
     END IF;
-    PERFORM mrl_internal._check_columns(source, columns, 'text expression');
 
     -- The canonical form: PostgreSQL's deparse of what it parsed (built-in names resolve in pg_catalog).
     def := rtrim(btrim(pg_get_viewdef(view_oid), E' \n\t'), ';');

@@ -1,0 +1,506 @@
+"""A database shared by many roles: every attack here is run by an ordinary role (created by the test) and must be
+refused with a clear SQLSTATE, leave no role with more privileges, write no file, and leave the data and the
+pipeline as they were (the invariant holds and the least-privileged worker drains the queue).
+
+Roles: `mal` is a set administrator (member of pgmrl_admin) and owns schema mal; `alice` owns schema alice (types,
+casts, tables); `bob` has no privilege on public.docs; `writer` may read and write public.docs; `worker` is a
+login in pgmrl_worker and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pgmrl.worker import Worker
+
+from helpers import check_invariant, pending
+
+DATA = Path(__file__).parent / "data" / "debian-60.jsonl"
+ROLE_NAMES = ("mal", "alice", "bob", "writer", "worker", "reader")
+
+
+class Roles(dict):
+    """name -> DSN of a login role; .sql(name) opens an autocommit connection as that role."""
+
+    def sql(self, name: str) -> psycopg.Connection:
+        return psycopg.connect(self[name], autocommit=True)
+
+    def real(self, name: str) -> str:
+        return conninfo_to_dict(self[name])["user"]
+
+
+@pytest.fixture
+def roles(dsn, server_dsn):
+    suffix = uuid.uuid4().hex[:8]
+    created = Roles()
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for name in ROLE_NAMES:
+            role, password = f"{name}_{suffix}", uuid.uuid4().hex
+            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+            params = conninfo_to_dict(dsn)
+            params.update(user=role, password=password)
+            created[name] = make_conninfo(**params)
+        conn.execute(f"GRANT pgmrl_admin TO mal_{suffix}")
+        conn.execute(f"GRANT pgmrl_worker TO worker_{suffix}")
+    yield created
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {conninfo_to_dict(dsn)['dbname']} WITH (FORCE)")
+        for name in ROLE_NAMES:
+            conn.execute(f"DROP ROLE IF EXISTS {name}_{suffix}")
+
+
+def records(n: int = 60) -> list[dict]:
+    with open(DATA, encoding="utf-8") as f:
+        return [json.loads(line) for line in f][:n]
+
+
+@pytest.fixture
+def shared(client, roles, embedder):
+    """public.docs (60 real descriptions and a secret column) with the set 'docs', embedded by the least-privileged
+    worker; public.secrets; schemas mal and alice owned by those roles."""
+    conn = client.conn
+    r = roles.real
+    conn.execute("CREATE TABLE public.docs (id bigint PRIMARY KEY, body text, secret text)")
+    conn.cursor().executemany("INSERT INTO public.docs VALUES (%s, %s, %s)",
+                              [(i + 1, rec["doc"], f"secret-{i}") for i, rec in enumerate(records())])
+    conn.execute("CREATE TABLE public.secrets (id int PRIMARY KEY, s text)")
+    conn.execute("INSERT INTO public.secrets VALUES (1, 'the launch code')")
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE ON public.docs TO {r('writer')}")
+    conn.execute(f"GRANT SELECT ON public.docs TO {r('reader')}")
+    conn.execute(f"CREATE SCHEMA mal AUTHORIZATION {r('mal')}")
+    conn.execute(f"CREATE SCHEMA alice AUTHORIZATION {r('alice')}")
+    client.create_set("Docs", "docs", "public.docs", "body", truncate_dim=32)
+    Worker(roles["worker"]).run(once=True)
+    client.refit("docs")
+    check_invariant(conn, "docs", "body")
+    return client
+
+
+def superusers(conn, roles) -> list[str]:
+    names = [roles.real(n) for n in ROLE_NAMES]
+    return [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s) AND rolsuper", (names,))]
+
+
+def refused(conn, sql: str, sqlstate: str, params=None, match: str = "") -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(sql, params)
+    assert info.value.sqlstate == sqlstate, (info.value.sqlstate, str(info.value))
+    assert match in str(info.value)
+    return info.value
+
+
+def drained(shared, roles, text_expr: str = "body", table: str = "public.docs", slug: str = "docs") -> None:
+    """The pipeline works: the least-privileged worker (`pgmrl serve --once`) drains the queue, the invariant holds."""
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    assert w.failed == 0
+    check_invariant(shared.conn, slug, text_expr, table)
+
+
+# -- 1. text expressions: what PostgreSQL executes is checked, not the text ------------------------------------
+BYPASSES = [
+    ("quoted name", "\"pg_read_file\"('/etc/hostname')"),
+    ("unicode-escaped name", "U&\"\\0070g_read_file\"('/etc/hostname')"),
+    ("query_to_xml", "\"query_to_xml\"('select s from public.secrets', true, true, '')::text"),
+    ("large object export", "\"lo_export\"(\"lo_from_bytea\"(0, convert_to(body, 'UTF8')), '/tmp/pgmrl-pwned-{tag}')::text"),
+    ("sleep for every writer", "\"pg_sleep\"(0.5)::text || body"),
+    ("schema-qualified with spaces", "mal . lower(body)"),
+    ("role's own operator", "body OPERATOR(mal.###) 'x'"),
+    ("role's own domain", "(body::mal.dtext)::text"),
+    ("subquery", "body || (SELECT string_agg(s, ',') FROM public.secrets)"),
+    ("set_config", "set_config('role', 'postgres', false) || body"),
+    ("current_user", "current_user || body"),
+    ("aggregate", "string_agg(body, ',')"),
+]
+
+
+@pytest.fixture
+def mal_table(shared, roles):
+    """mal.t, owned by mal, with functions, an operator and a domain of mal's that escalate when run by a superuser."""
+    with roles.sql("mal") as m:
+        m.execute("CREATE TABLE mal.t (id int PRIMARY KEY, body text)")
+        m.execute("INSERT INTO mal.t SELECT g, 'text ' || g FROM generate_series(1, 5) g")
+        m.execute(f"CREATE FUNCTION mal.lower(text) RETURNS text LANGUAGE plpgsql AS "
+                  f"$$BEGIN ALTER ROLE {roles.real('mal')} SUPERUSER; RETURN $1; END$$")
+        m.execute("CREATE FUNCTION mal.cat(text, text) RETURNS text LANGUAGE sql AS $$SELECT $1 || $2$$")
+        m.execute("CREATE OPERATOR mal.### (LEFTARG = text, RIGHTARG = text, FUNCTION = mal.cat)")
+        m.execute("CREATE DOMAIN mal.dtext AS text CHECK (mal.lower(VALUE) IS NOT NULL)")
+    return "mal.t"
+
+
+@pytest.mark.parametrize("case,expr", BYPASSES, ids=[b[0] for b in BYPASSES])
+def test_text_expression_bypasses_are_refused(shared, roles, mal_table, case, expr):
+    tag = uuid.uuid4().hex[:8]
+    expr = expr.replace("{tag}", tag)
+    conn = shared.conn
+    before = conn.execute("SELECT count(*) FROM mrl.embedding_sets").fetchone()[0]
+    with roles.sql("mal") as m:  # a set administrator, over a table of its own
+        err = refused(m, "SELECT mrl.create_embedding_set('x', 'x', 'mal.t', %s)", "22023", (expr,))
+        assert "not allowed" in str(err) or "not an allowed" in str(err) or "not valid" in str(err)
+    # a superuser creating the same set over mal's table is refused the same way
+    refused(conn, "SELECT mrl.create_embedding_set('y', 'y', 'mal.t', %s)", "22023", (expr,))
+    assert conn.execute("SELECT count(*) FROM mrl.embedding_sets").fetchone()[0] == before
+    assert superusers(conn, roles) == []
+    assert not Path(f"/tmp/pgmrl-pwned-{tag}").exists()
+    drained(shared, roles)
+
+
+def test_the_registry_cannot_be_written_around_the_check(shared, roles, mal_table):
+    """Writing mrl.embedding_sets directly (insert or update) re-validates the text expression as the writer."""
+    conn = shared.conn
+    vt = conn.execute("SELECT vectors_table FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0]
+    with roles.sql("mal") as m:
+        # the stored form is PostgreSQL's own deparse, not the caller's string
+        m.execute("SELECT mrl.create_embedding_set('ok', 'ok', 'mal.t', 'lower(  body ) || ''  x''')")
+        assert m.execute("SELECT text_expr, text_columns FROM mrl.embedding_sets WHERE slug = 'ok'").fetchone() \
+            == ("(lower(body) || '  x'::text)", ["body"])
+        refused(m, "UPDATE mrl.embedding_sets SET text_expr = 'mal.lower(body)' WHERE slug = 'ok'", "22023",
+                match="not an allowed")
+        refused(m, "UPDATE mrl.embedding_sets SET text_expr = 'secret' WHERE slug = 'docs'", "42501",
+                match="permission denied for table public.docs")
+        m.execute("CREATE TABLE mal.vt (id int)")
+        refused(m, "INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, "
+                   "coarse_method, vectors_table) VALUES ('x', 'x', 'mal.t', 'id', 'integer', 'mal.lower(body)', "
+                   "'all-minilm-l6-v2', 384, 'none', 'mal.vt')", "22023")
+        # pointing a set at another table (a queue the worker deletes from) is refused
+        refused(m, "UPDATE mrl.embedding_sets SET vectors_table = 'mrl.queue' WHERE slug = 'ok'", "42501")
+    assert conn.execute("SELECT text_expr, vectors_table::text FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone() \
+        == ("body", str(vt))
+    assert superusers(conn, roles) == []
+    drained(shared, roles, "lower(body) || '  x'", "mal.t", "ok")
+
+
+# -- 2. a table owner's types and casts never run as the set's creator or the worker ------------------------------
+@pytest.fixture
+def alice_table(shared, roles):
+    """alice.t with a text column, and alice's composite type whose cast to text records who ran it."""
+    with roles.sql("alice") as a:
+        a.execute("CREATE TABLE alice.ran (who text)")
+        a.execute("GRANT INSERT ON alice.ran TO PUBLIC")
+        a.execute("CREATE TYPE alice.ct AS (a text)")
+        a.execute("CREATE FUNCTION alice.evil(alice.ct) RETURNS text LANGUAGE plpgsql AS "
+                  "$$BEGIN INSERT INTO alice.ran VALUES (current_user); RETURN ($1).a; END$$")
+        a.execute("GRANT USAGE ON SCHEMA alice TO PUBLIC")
+        a.execute("GRANT EXECUTE ON FUNCTION alice.evil(alice.ct) TO PUBLIC")
+        a.execute("CREATE CAST (alice.ct AS text) WITH FUNCTION alice.evil(alice.ct)")
+        a.execute("CREATE TABLE alice.t (id bigint PRIMARY KEY, body text, payload alice.ct)")
+        a.execute("INSERT INTO alice.t SELECT g, 'package ' || g, row('p' || g)::alice.ct FROM generate_series(1, 8) g")
+        a.execute("CREATE TABLE alice.k (id alice.ct PRIMARY KEY, body text)")
+    return "alice.t"
+
+
+def ran(conn) -> list:
+    return conn.execute("SELECT who FROM alice.ran").fetchall()
+
+
+def test_a_column_of_a_roles_type_is_refused(shared, roles, alice_table):
+    conn = shared.conn
+    refused(conn, "SELECT mrl.create_embedding_set('a', 'a', 'alice.t', 'payload')", "42804", match="not built in")
+    refused(conn, "SELECT mrl.create_embedding_set('a', 'a', 'alice.t', 'body || payload')", "42804")
+    refused(conn, "SELECT mrl.create_embedding_set('a', 'a', 'alice.k', 'body')", "42804", match="primary key")
+    assert ran(conn) == [] and superusers(conn, roles) == []
+
+
+def test_a_type_changed_after_creation_is_refused_by_triggers_and_worker(shared, roles, alice_table):
+    conn = shared.conn
+    conn.execute("SELECT mrl.create_embedding_set('a', 'a', 'alice.t', 'body')")  # a superuser, over alice's table
+    drained(shared, roles, "body", "alice.t", "a")
+    conn.execute("INSERT INTO alice.t VALUES (100, 'queued before the change', NULL)")
+    with roles.sql("alice") as a:  # the same name, now a column of alice's type
+        a.execute("ALTER TABLE alice.t RENAME COLUMN body TO old_body")
+        a.execute("ALTER TABLE alice.t ADD COLUMN body alice.ct")
+        # the trigger refuses alice's own writes from now on
+        refused(a, "INSERT INTO alice.t (id, body) VALUES (200, row('y'))", "42804", match="not built in")
+    assert pending(conn, "a") == 1
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)  # does not crash: the set's items are dead-lettered with the reason
+    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'a'")]
+    assert errors and all("not built in" in e for e in errors)
+    assert ran(conn) == [] and superusers(conn, roles) == []
+    check_invariant(conn, "docs", "body")
+
+
+def test_alice_update_with_changed_type_fails(shared, roles, alice_table):
+    conn = shared.conn
+    conn.execute("SELECT mrl.create_embedding_set('a', 'a', 'alice.t', 'body')")
+    with roles.sql("alice") as a:
+        a.execute("ALTER TABLE alice.t ALTER COLUMN body TYPE alice.ct USING row(body)::alice.ct")
+        refused(a, "UPDATE alice.t SET body = row('x')::alice.ct", "42804", match="not built in")
+    assert ran(conn) == [] and superusers(conn, roles) == []
+
+
+# -- 3. sidecar/REST: see test_http.py::test_tokens_map_to_roles -------------------------------------------------
+
+# -- 4. any login cannot stop the pipeline -----------------------------------------------------------------------
+def test_the_queue_is_reached_only_through_the_triggers(shared, roles):
+    conn = shared.conn
+    set_id = conn.execute("SELECT id FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0]
+    for name in ("bob", "writer", "alice"):
+        with roles.sql(name) as c:
+            refused(c, "INSERT INTO mrl.queue_intake (set_id, ids) VALUES (%s, ARRAY['1', NULL])", "42501", (set_id,))
+            refused(c, "INSERT INTO mrl.queue (set_id, id) VALUES (%s, '1')", "42501", (set_id,))
+            refused(c, "SELECT nextval('mrl.queue_qid_seq')", "42501")
+            refused(c, "UPDATE mrl.queue SET next_attempt_at = 'infinity'", "42501")
+            refused(c, "INSERT INTO mrl.queue (set_id, id, dead, last_error) VALUES (%s, '1', true, 'forged')",
+                    "42501", (set_id,))
+            refused(c, "INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, "
+                       "dims, coarse_method, vectors_table) VALUES ('x','x','public.docs','id','bigint','body',"
+                       "'all-minilm-l6-v2',384,'none','public.docs')", "42501")
+            refused(c, "SELECT * FROM mrl_internal._fetch_texts(%s, ARRAY['1'])", "42501", (set_id,))
+            refused(c, "SELECT mrl_internal._fail_items(ARRAY[1::bigint], 'x')", "42501")
+    with roles.sql("alice") as a:  # a trigger on her own table that queues for someone else's set
+        a.execute("CREATE TABLE alice.own (id int PRIMARY KEY, body text)")
+        refused(a, f"CREATE TRIGGER t AFTER INSERT ON alice.own REFERENCING NEW TABLE AS mrl_new FOR EACH STATEMENT "
+                   f"EXECUTE FUNCTION mrl_internal._queue_changes('{set_id}')", "42501")
+    with roles.sql("mal") as m:  # even a set administrator, who may create the trigger, queues nothing with it
+        m.execute("CREATE TABLE mal.own (id bigint PRIMARY KEY, body text)")
+        m.execute(f"CREATE TRIGGER t AFTER INSERT ON mal.own REFERENCING NEW TABLE AS mrl_new FOR EACH STATEMENT "
+                  f"EXECUTE FUNCTION mrl_internal._queue_changes('{set_id}')")
+        refused(m, "INSERT INTO mal.own VALUES (1, 'x')", "42501", match="does not belong")
+    with roles.sql("writer") as w:  # writers still queue their changes, through the trigger
+        w.execute("INSERT INTO public.docs VALUES (1000, 'a new package that compresses files', 's')")
+        w.execute("UPDATE public.docs SET body = body || ' (updated)' WHERE id <= 3")
+    assert conn.execute("SELECT count(*) FROM mrl.failed_items").fetchone()[0] == 0
+    drained(shared, roles)
+    assert superusers(conn, roles) == []
+
+
+def test_the_worker_survives_bad_queue_content(shared, roles):
+    """Even content only the schema owner could write (a key that is not a key) is dead-lettered, not fatal."""
+    conn = shared.conn
+    set_id = conn.execute("SELECT id FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0]
+    conn.execute("INSERT INTO mrl.queue (set_id, id) VALUES (%s, 'not-a-number'), (999999, '1')", (set_id,))
+    refused(conn, "INSERT INTO mrl.queue_intake (set_id, ids) VALUES (%s, ARRAY['1', NULL])", "23514", (set_id,))
+    conn.execute("UPDATE public.docs SET body = 'changed text' WHERE id = 7")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    assert w.failed == 1
+    assert conn.execute("SELECT count(*) FROM mrl.queue WHERE NOT dead AND set_id = %s", (set_id,)).fetchone()[0] == 0
+    vt_hash = conn.execute("SELECT content_hash FROM mrl_data.docs WHERE id = 7").fetchone()[0]
+    assert vt_hash == conn.execute("SELECT md5('changed text')").fetchone()[0]
+
+
+# -- registry visibility -----------------------------------------------------------------------------------------
+def test_roles_see_only_the_sets_they_may_read(shared, roles, embedder):
+    conn = shared.conn
+    q = embedder.encode(["tool to compress files"], kind="query")[0]
+    expected = [r[0] for r in conn.execute("SELECT id FROM mrl.two_stage_search('docs', %s, k => 5)", (q,))]
+    with roles.sql("bob") as b:
+        for view in ("mrl.embedding_sets", "mrl.rotation_components", "mrl.queue_status", "mrl.failed_items"):
+            assert b.execute(f"SELECT count(*) FROM {view}").fetchone()[0] == 0, view
+        assert b.execute("SELECT count(*) FROM mrl_data.docs").fetchone()[0] == 0
+        refused(b, "SELECT * FROM mrl.two_stage_search('docs', %s::vector, k => 5)", "42704", (str(q.tolist()),))
+        refused(b, "SELECT * FROM mrl.settings", "42501")
+    with roles.sql("reader") as r:
+        assert r.execute("SELECT count(*) FROM mrl.embedding_sets").fetchone()[0] == 1
+        assert r.execute("SELECT count(*) FROM mrl.rotation_components").fetchone()[0] == 32
+        got = [row[0] for row in r.execute("SELECT id FROM mrl.two_stage_search('docs', %s::vector, k => 5)",
+                                           (str(q.tolist()),))]
+        assert got == expected
+        refused(r, "SELECT mrl.drop_embedding_set('docs')", "42501")
+
+
+def test_public_api_is_described_and_internals_are_closed(shared, roles):
+    conn = shared.conn
+    undescribed = conn.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'mrl'::regnamespace "
+                               "AND obj_description(p.oid, 'pg_proc') IS NULL").fetchall()
+    assert undescribed == []
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'mrl'::regnamespace AND proname LIKE '\\_%'")\
+        .fetchone()[0] == 0
+    bob = roles.real("bob")
+    worker_only = ["mrl_internal._fetch_texts(int, text[])", "mrl_internal._expand_intake(int)",
+                   "mrl_internal._store_rotation(int, vector[], double precision[], bigint)",
+                   "mrl_internal._queue_changes()", "mrl_internal._sync_changes()"]
+    for fn in worker_only:
+        assert not conn.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')", (bob, fn)).fetchone()[0], fn
+    definers = {r[0] for r in conn.execute("SELECT p.proname FROM pg_proc p WHERE p.prosecdef "
+                                           "AND p.pronamespace IN ('mrl'::regnamespace, 'mrl_internal'::regnamespace)")}
+    assert definers <= {"_queue_changes", "_sync_changes", "_http_embed"}
+    # every function pins its search_path
+    unpinned = conn.execute("SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace IN "
+                            "('mrl'::regnamespace, 'mrl_internal'::regnamespace) AND NOT coalesce(p.proconfig, '{}') "
+                            "@> ARRAY['search_path=pg_catalog, pg_temp']").fetchall()
+    assert unpinned == []
+
+
+# -- 5. uncast query vectors ---------------------------------------------------------------------------------------
+@pytest.fixture
+def query(shared, embedder):
+    q = embedder.encode(["tool to compress files"], kind="query")[0]
+    typed = [r[0] for r in shared.conn.execute("SELECT id FROM mrl.two_stage_search('docs', %s, k => 5)", (q,))]
+    return q, typed
+
+
+def test_psycopg2_adapter(shared, query):
+    import psycopg2
+    from pgvector.psycopg2 import register_vector
+
+    q, typed = query
+    with psycopg2.connect(shared.dsn) as c:
+        register_vector(c)
+        cur = c.cursor()
+        cur.execute("SELECT id FROM mrl.two_stage_search('docs', %s, k => 5)", (q,))  # sent as '[...]', uncast
+        assert [r[0] for r in cur.fetchall()] == typed
+        cur.execute("SELECT id FROM mrl.search('docs', %s, 5)", (q,))
+        assert [r[0] for r in cur.fetchall()] == typed
+    c.close()
+
+
+def test_asyncpg_adapter(shared, query):
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    q, typed = query
+
+    p = conninfo_to_dict(shared.dsn)
+    kwargs = {"host": p.get("host"), "port": int(p.get("port") or 5432), "user": p.get("user"),
+              "password": p.get("password"), "database": p["dbname"]}
+
+    async def run():
+        c = await asyncpg.connect(**{k: v for k, v in kwargs.items() if v is not None})
+        try:
+            await register_vector(c)
+            text_form = await c.fetch("SELECT id FROM mrl.two_stage_search('docs', $1, k => 5)", str(q.tolist()))
+            cast = await c.fetch("SELECT id FROM mrl.two_stage_search('docs', $1::vector, k => 5)", q)
+            # an ndarray for the uncast (text) parameter is refused by asyncpg before anything is sent
+            with pytest.raises(asyncpg.exceptions.DataError, match="expected str"):
+                await c.fetch("SELECT id FROM mrl.two_stage_search('docs', $1, k => 5)", q)
+            return [r[0] for r in text_form], [r[0] for r in cast]
+        finally:
+            await c.close()
+
+    text_form, cast = asyncio.run(run())
+    assert text_form == typed and cast == typed
+
+
+def test_sqlalchemy_adapter(shared, query):
+    from pgvector.sqlalchemy import Vector
+    from sqlalchemy import bindparam, create_engine, text
+
+    q, typed = query
+    params = conninfo_to_dict(shared.dsn)
+    url = f"postgresql+psycopg2:///{params['dbname']}"
+    connect_args = {k: v for k, v in params.items() if k != "dbname"}
+    engine = create_engine(url, connect_args=connect_args)
+    stmt = text("SELECT id FROM mrl.two_stage_search('docs', :q, k => 5)").bindparams(bindparam("q", type_=Vector(384)))
+    with engine.connect() as c:
+        assert [r[0] for r in c.execute(stmt, {"q": q})] == typed
+    engine.dispose()
+
+
+def test_other_vector_types_and_refusals(shared, query):
+    q, typed = query
+    conn = shared.conn
+    lit = str(q.tolist())
+    for cast in ("::halfvec", "::real[]", "::float8[]"):
+        value = lit.replace("[", "{").replace("]", "}") if "[]" in cast else lit
+        got = [r[0] for r in conn.execute(f"SELECT id FROM mrl.two_stage_search('docs', %s{cast}, k => 5)", (value,))]
+        # halfvec rounds the query: the ranking must match on these well-separated results
+        assert got == typed, cast
+    got = [r[0] for r in conn.execute("SELECT id FROM mrl.search('docs', %s::text, 5)", (lit,))]
+    assert got == typed  # a vector written as text is searched as that vector, never embedded as words
+    refused(conn, "SELECT * FROM mrl.search('docs', '[1, 2, 3]'::text)", "22000", match="3 dimensions")
+    refused(conn, "SELECT * FROM mrl.search('docs', '[1, 2, ]'::text)", "22P02", match="looks like a vector")
+    refused(conn, "SELECT mrl.embed('[0.1, 0.2]')", "22023", match="is a vector")
+    zero = "[" + ",".join(["0"] * 384) + "]"
+    refused(conn, "SELECT * FROM mrl.two_stage_search('docs', %s::vector)", "22023", (zero,), match="all zeros")
+
+
+# -- 6. smaller holes -----------------------------------------------------------------------------------------
+def test_large_k_and_coarse_k(client, embedder):
+    conn = client.conn
+    n = 1500
+    conn.execute("CREATE TABLE big (id int PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, %s) g", (n,))
+    client.create_set("Big", "big", "big", "body", truncate_dim=32)
+    rng = np.random.default_rng(7)
+    vecs = rng.normal(size=(n, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    client.load_vectors("big", list(range(1, n + 1)), vecs)
+    client.refit("big")
+    conn.execute("SELECT mrl.create_full_index('big')")
+    q = vecs[0]
+    exact = [r[0] for r in conn.execute("SELECT id FROM mrl.search('big', %s, 1200, 'exact')", (q,))]
+    assert len(exact) == 1200
+    for strategy, ck in (("two_stage", 1500), ("hnsw", None)):
+        got = [r[0] for r in conn.execute("SELECT id FROM mrl.search('big', %s, 1200, %s, %s)", (q, strategy, ck))]
+        assert len(got) == 1200, strategy
+        assert len(set(got) & set(exact)) / 1200 > 0.9, strategy
+    refused(conn, "SELECT * FROM mrl.configure_search('big', ef_search => 5000)", "22023", match="between 1 and 1000")
+    conn.execute("SELECT * FROM mrl.configure_search('big', coarse_k => 3000)")
+    assert len(conn.execute("SELECT id FROM mrl.search('big', %s, 10)", (q,)).fetchall()) == 10
+
+
+def test_session_settings_do_not_change_keys(client, roles, embedder):
+    conn = client.conn
+    conn.execute("CREATE TABLE ts_docs (id timestamp PRIMARY KEY, body text)")
+    conn.execute("CREATE TABLE real_docs (id real PRIMARY KEY, body text)")
+    client.create_set("TS", "ts_docs", "ts_docs", "body")
+    client.create_set("Real", "real_docs", "real_docs", "body")
+    with psycopg.connect(client.dsn, autocommit=True) as w:
+        w.execute("SET DateStyle = 'SQL, DMY'")
+        w.execute("SET extra_float_digits = -10")
+        w.execute("SET TimeZone = 'Asia/Kolkata'")
+        w.execute("INSERT INTO ts_docs VALUES ('2026-11-29 13:45:01.123456', 'a timestamp key'), "
+                  "('2026-01-02 03:04:05', 'another timestamp key')")
+        w.execute("INSERT INTO real_docs VALUES (0.1234567, 'a real key'), (3.14159274, 'another real key')")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    assert w.failed == 0
+    check_invariant(conn, "ts_docs", "body", "ts_docs")
+    check_invariant(conn, "real_docs", "body", "real_docs")
+
+
+def test_clear_errors_for_misuse(shared, roles):
+    conn = shared.conn
+    refused(conn, "SELECT mrl.create_embedding_set('x', NULL, 'public.docs', 'body')", "22023", match="invalid slug NULL")
+    for source in ("mrl.embedding_configs", "mrl_data.docs", "mrl.queue", "pg_catalog.pg_authid"):
+        refused(conn, "SELECT mrl.create_embedding_set('x', 'x', %s::regclass, 'name')", "42501", (source,),
+                match="cannot read")
+    with roles.sql("mal") as m:  # may manage sets, but may not read public.docs
+        refused(m, "SELECT mrl.create_embedding_set('x', 'x', 'public.docs', 'body')", "42501",
+                match="permission denied for table public.docs")
+    with roles.sql("bob") as b:  # may not manage sets at all
+        b.execute("CREATE TEMP TABLE t (id int PRIMARY KEY, body text)")
+        with pytest.raises(psycopg.Error) as info:
+            b.execute("SELECT mrl.create_embedding_set('x', 'x', 'public.docs', 'body')")
+        assert info.value.sqlstate == "42501"
+
+
+def test_worker_reaches_sources_outside_public(client, roles, embedder):
+    conn = client.conn
+    conn.execute("CREATE SCHEMA app")
+    conn.execute("CREATE TABLE app.docs (id int PRIMARY KEY, body text)")
+    conn.execute("INSERT INTO app.docs SELECT i, r FROM unnest(%s::text[]) WITH ORDINALITY u(r, i)",
+                 ([r["doc"] for r in records(20)],))
+    client.create_set("App", "app_docs", "app.docs", "body")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    assert w.failed == 0
+    check_invariant(conn, "app_docs", "body", "app.docs")
+
+
+def test_generated_token_file_is_private(dsn, tmp_path):
+    from pgmrl.sidecar import resolve_tokens
+
+    path = tmp_path / "cfg" / "sidecar-token"
+    mapping, written = resolve_tokens(dsn, None, None, None, path)
+    assert written == str(path) and oct(os.stat(path).st_mode & 0o777) == "0o600"
+    (token, role), = mapping.items()
+    assert len(token) >= 32 and path.read_text().strip() == token
+    with psycopg.connect(dsn) as c:
+        is_super = c.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    assert role == ("pgmrl_worker" if is_super else None)  # a token never acts as a superuser by default
+    assert resolve_tokens(dsn, None, None, None, path)[0] == mapping  # kept across restarts
+    os.chmod(path, 0o644)
+    with pytest.raises(Exception, match="may be read by others"):
+        resolve_tokens(dsn, None, None, None, path)
