@@ -79,9 +79,9 @@ def test_generate_guard_and_train(loaded, dsn, tmp_path):
 
 
 def test_rest_generate(loaded, dsn):
-    app = create_app(dsn)
+    app = create_app(dsn, token="test-token-0123456789")
     app.state.model_ready = True
-    with TestClient(app) as api:
+    with TestClient(app, headers={"Authorization": "Bearer test-token-0123456789"}) as api:
         body = {"name": "from-rest", "source": {"type": "embedding_set", "slug": "docs"},
                 "config": {"queries_per_doc": 3}}
         r = api.post("/api/v1/fine-tuning/generate", json=body)

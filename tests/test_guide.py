@@ -40,9 +40,9 @@ def test_recommend_cli_follows_the_tree(flags, config, tdim, fine_tune):
 
 
 def test_sql_and_rest_agree_with_python_on_every_combination(client, dsn):
-    app = create_app(dsn)
+    app = create_app(dsn, token="test-token-0123456789")
     app.state.model_ready = True
-    with TestClient(app) as api:
+    with TestClient(app, headers={"Authorization": "Bearer test-token-0123456789"}) as api:
         for values in itertools.product([False, True], repeat=len(FLAGS)):
             kw = dict(zip(FLAGS, values))
             want = guide.recommend(**kw).__dict__

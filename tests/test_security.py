@@ -165,8 +165,8 @@ def test_the_registry_cannot_be_written_around_the_check(shared, roles, mal_tabl
             == ("(lower(body) || '  x'::text)", ["body"])
         refused(m, "UPDATE mrl.embedding_sets SET text_expr = 'mal.lower(body)' WHERE slug = 'ok'", "22023",
                 match="not an allowed")
-        refused(m, "UPDATE mrl.embedding_sets SET text_expr = 'secret' WHERE slug = 'docs'", "42501",
-                match="permission denied for table public.docs")
+        # another role's set is invisible to it: nothing to update
+        assert m.execute("UPDATE mrl.embedding_sets SET text_expr = 'secret' WHERE slug = 'docs'").rowcount == 0
         m.execute("CREATE TABLE mal.vt (id int)")
         refused(m, "INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, "
                    "coarse_method, vectors_table) VALUES ('x', 'x', 'mal.t', 'id', 'integer', 'mal.lower(body)', "
@@ -408,6 +408,8 @@ def test_other_vector_types_and_refusals(shared, query):
         assert got == typed, cast
     got = [r[0] for r in conn.execute("SELECT id FROM mrl.search('docs', %s::text, 5)", (lit,))]
     assert got == typed  # a vector written as text is searched as that vector, never embedded as words
+    quoted = "{" + ",".join(f'"{x!r}"' for x in q.tolist()) + "}"  # node-postgres' form of a plain JS array
+    assert [r[0] for r in conn.execute("SELECT id FROM mrl.search('docs', %s::text, 5)", (quoted,))] == typed
     refused(conn, "SELECT * FROM mrl.search('docs', '[1, 2, 3]'::text)", "22000", match="3 dimensions")
     refused(conn, "SELECT * FROM mrl.search('docs', '[1, 2, ]'::text)", "22P02", match="looks like a vector")
     refused(conn, "SELECT mrl.embed('[0.1, 0.2]')", "22023", match="is a vector")
@@ -504,3 +506,153 @@ def test_generated_token_file_is_private(dsn, tmp_path):
     os.chmod(path, 0o644)
     with pytest.raises(Exception, match="may be read by others"):
         resolve_tokens(dsn, None, None, None, path)
+
+
+# -- found by an attacker's review: what a set administrator or a table owner attaches to tables ------------------
+def test_admin_cannot_escalate_through_pgmrl_triggers(shared, roles, mal_table):
+    """The SECURITY DEFINER trigger fires only as the exact trigger pgmrl made (with its transition tables), and
+    the sync trigger runs as the writer: neither runs an administrator's code with the installer's privileges."""
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("SELECT mrl.create_embedding_set('own', 'own', 'mal.t', 'body')")
+        set_id = m.execute("SELECT id FROM mrl.embedding_sets WHERE slug = 'own'").fetchone()[0]
+        m.execute(f"CREATE FUNCTION mal.pwn() RETURNS text LANGUAGE plpgsql AS $$BEGIN "
+                  f"ALTER ROLE {roles.real('mal')} SUPERUSER; RETURN 'x'; END$$")
+        # a temporary view named like the transition table, and a trigger without REFERENCING
+        m.execute("CREATE TEMP VIEW mrl_new AS SELECT 1 AS id, mal.pwn() AS body")
+        m.execute("CREATE TABLE mal.t3 (id int PRIMARY KEY, body text)")
+        m.execute("DROP TRIGGER mrl_own_ins ON mal.t")
+        m.execute(f"CREATE TRIGGER mrl_own_ins AFTER INSERT ON mal.t FOR EACH STATEMENT "
+                  f"EXECUTE FUNCTION mrl_internal._queue_changes('{set_id}')")
+        refused(m, "INSERT INTO mal.t VALUES (100, 'x')", "42501", match="does not belong")
+        # a trigger on its own vectors table, fired when a sync trigger writes there
+        m.execute("CREATE FUNCTION mal.pwn_trigger() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN PERFORM mal.pwn(); RETURN NULL; END$$")
+        m.execute("CREATE TRIGGER pwn AFTER DELETE OR INSERT ON mrl_data.own FOR EACH STATEMENT "
+                  "EXECUTE FUNCTION mal.pwn_trigger()")
+        m.execute("DROP TRIGGER mrl_own_ins ON mal.t")
+        m.execute(f"CREATE TRIGGER mrl_own_upd2 AFTER UPDATE ON mal.t REFERENCING OLD TABLE AS mrl_old "
+                  f"NEW TABLE AS mrl_new FOR EACH STATEMENT EXECUTE FUNCTION mrl_internal._sync_changes('{set_id}')")
+        refused(m, "UPDATE mal.t SET body = '' WHERE id = 1", "42501", match="does not belong")
+        m.execute("DROP TRIGGER mrl_own_upd2 ON mal.t")
+    assert superusers(conn, roles) == []
+    # the worker refuses the set whose vectors table now carries mal's trigger, and runs none of it
+    conn.execute("UPDATE mal.t SET body = 'changed' WHERE id = 2")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'own'")]
+    assert errors and all("which pgmrl did not create" in e for e in errors), errors
+    assert superusers(conn, roles) == []
+    check_invariant(conn, "docs", "body")
+
+
+def test_worker_runs_no_code_of_table_owners(shared, roles, alice_table):
+    """Row-level security on a source, or anything attached to a vectors table, would run as the worker."""
+    conn = shared.conn
+    conn.execute("SELECT mrl.create_embedding_set('a', 'a', 'alice.t', 'body')")
+    drained(shared, roles, "body", "alice.t", "a")
+    with roles.sql("alice") as a:
+        a.execute("CREATE FUNCTION alice.spy() RETURNS bool LANGUAGE plpgsql AS "
+                  "$$BEGIN INSERT INTO alice.ran SELECT current_user; RETURN true; END$$")
+        a.execute("GRANT EXECUTE ON FUNCTION alice.spy() TO PUBLIC")
+        a.execute("ALTER TABLE alice.t ENABLE ROW LEVEL SECURITY")
+        a.execute("CREATE POLICY p ON alice.t USING (alice.spy())")
+        a.execute("INSERT INTO alice.t (id, body) VALUES (300, 'a new row')")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'a'")]
+    assert errors and all("row-level security" in e for e in errors), errors
+    assert ran(conn) == []
+    refused(conn, "SELECT mrl.create_embedding_set('b', 'b', 'alice.t', 'body')", "42501", match="row-level security")
+
+
+def test_admins_change_only_their_own_sets_and_configs(shared, roles, mal_table):
+    conn = shared.conn
+    conn.execute(f"GRANT pgmrl_admin TO {roles.real('alice')}")
+    with roles.sql("alice") as a:  # another administrator, with a set of its own
+        a.execute("CREATE TABLE alice.notes (id int PRIMARY KEY, body text)")
+        a.execute("INSERT INTO alice.notes VALUES (1, 'a private note')")
+        a.execute("SELECT mrl.create_embedding_set('notes', 'notes', 'alice.notes', 'body')")
+    with roles.sql("mal") as m:
+        m.execute("INSERT INTO mrl.embedding_configs (name, model, provider, dims, endpoint) "
+                  "VALUES ('mal-endpoint', 'x', 'openai', 384, 'http://127.0.0.1:9/v1')")
+        assert m.execute("UPDATE mrl.embedding_sets SET config = 'mal-endpoint' WHERE slug = 'notes'").rowcount == 0
+        assert m.execute("UPDATE mrl.embedding_sets SET truncate_dim = 8 WHERE slug = 'notes'").rowcount == 0
+        assert m.execute("DELETE FROM mrl.embedding_sets WHERE slug = 'notes'").rowcount == 0
+        assert m.execute("UPDATE mrl.embedding_configs SET endpoint = 'http://127.0.0.1:9/v1' "
+                         "WHERE name = 'all-minilm-l6-v2'").rowcount == 0
+        assert m.execute("SELECT count(*) FROM mrl.queue_status WHERE slug = 'notes'").fetchone()[0] == 0
+        notes_id = conn.execute("SELECT id FROM mrl.embedding_sets WHERE slug = 'notes'").fetchone()[0]
+        refused(m, "INSERT INTO mrl.rotation_components VALUES (%s, 0, %s::vector)", "42501",
+                (notes_id, "[" + ",".join(["0.1"] * 384) + "]"))
+        m.execute("SELECT mrl.create_embedding_set('own', 'own', 'mal.t', 'body', 'mal-endpoint')")  # its own: fine
+    with roles.sql("alice") as a:  # mal's config is not alice's to use
+        refused(a, "SELECT mrl.create_embedding_set('n2', 'n2', 'alice.notes', 'body', 'mal-endpoint')", "42501",
+                match="belongs to another role")
+    assert conn.execute("SELECT config FROM mrl.embedding_sets WHERE slug = 'notes'").fetchone()[0] == "all-minilm-l6-v2"
+    assert conn.execute("SELECT endpoint FROM mrl.embedding_configs WHERE name = 'all-minilm-l6-v2'").fetchone()[0] is None
+
+
+def test_views_leak_nothing_through_cheap_functions(shared, roles):
+    conn = shared.conn
+    conn.execute("INSERT INTO mrl.queue (set_id, id, dead, last_error) SELECT id, 'k1', true, 'private error' "
+                 "FROM mrl.embedding_sets WHERE slug = 'docs'")
+    with roles.sql("bob") as b:
+        notices = []
+        b.add_notice_handler(lambda d: notices.append(d.message_primary))
+        b.execute("CREATE FUNCTION pg_temp.leak(text, text) RETURNS bool LANGUAGE plpgsql COST 0.0000001 AS "
+                  "$$BEGIN RAISE NOTICE 'LEAK % %', $1, $2; RETURN true; END$$")
+        assert b.execute("SELECT count(*) FROM mrl.failed_items WHERE pg_temp.leak(id, last_error)").fetchone()[0] == 0
+        assert b.execute("SELECT count(*) FROM mrl.queue_status WHERE pg_temp.leak(slug, '')").fetchone()[0] == 0
+    assert not [n for n in notices if "LEAK" in n], notices
+
+
+def test_worker_is_not_stalled_by_locks_or_inherited_rows(shared, roles, mal_table):
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("CREATE TABLE mal.p (id int PRIMARY KEY, body text)")
+        m.execute("CREATE TABLE mal.pchild () INHERITS (mal.p)")
+        m.execute("SELECT mrl.create_embedding_set('p', 'p', 'mal.p', 'body')")
+        m.execute("INSERT INTO mal.p VALUES (1, 'parent row')")
+        m.execute("DELETE FROM ONLY mal.p WHERE id = 1")
+        m.execute("INSERT INTO mal.pchild VALUES (1, 'child row with the same key')")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)  # returns: the key has no row the foreign key can see, so it gets no vector
+    assert conn.execute("SELECT count(*) FROM mrl_data.p").fetchone()[0] == 0
+    # a writer holding a row lock makes the batch fail after lock_timeout, not wait for ever
+    with roles.sql("writer") as wr:
+        wr.execute("INSERT INTO public.docs VALUES (500, 'a row the writer then locks', 's')")
+        wr.execute("BEGIN")
+        wr.execute("SELECT * FROM public.docs WHERE id = 500 FOR UPDATE")  # the vector's foreign key check waits
+        w = Worker(roles["worker"], max_attempts=1, lock_timeout=1.0)
+        w.run(once=True)
+        wr.execute("ROLLBACK")
+    assert w.failed >= 1
+    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'docs'")]
+    assert any("lock" in e for e in errors), errors
+    assert conn.execute("SELECT mrl.retry_failed('docs')").fetchone()[0] >= 1
+    drained(shared, roles)
+
+
+def test_expression_edge_cases(shared, roles, mal_table):
+    with roles.sql("mal") as m:
+        # whole-row references would read columns added later, of any type
+        refused(m, "SELECT mrl.create_embedding_set('w', 'w', 'mal.t', 'concat(mrl_src, body)')", "22023")
+        for i, expr in enumerate(["CASE WHEN body = ANY (ARRAY['a']) THEN 'a' ELSE body END",
+                                  "trim(both 'x' from body)", "body COLLATE \"C\""]):
+            m.execute("SELECT mrl.create_embedding_set(%s, %s, 'mal.t', %s)", (f"e{i}", f"e{i}", expr))
+    drained(shared, roles, "CASE WHEN body = ANY (ARRAY['a']) THEN 'a' ELSE body END", "mal.t", "e0")
+
+
+def test_searchers_run_no_policy_an_owner_adds(shared, roles, mal_table, embedder):
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("SELECT mrl.create_embedding_set('own', 'own', 'mal.t', 'body')")
+        m.execute(f"CREATE FUNCTION mal.pwn() RETURNS bool LANGUAGE plpgsql AS $$BEGIN "
+                  f"ALTER ROLE {roles.real('mal')} SUPERUSER; RETURN true; END$$")
+        m.execute("GRANT EXECUTE ON FUNCTION mal.pwn() TO PUBLIC")
+        m.execute("DROP POLICY mrl_source_readers ON mrl_data.own")
+        m.execute("CREATE POLICY mrl_source_readers ON mrl_data.own FOR SELECT USING (mal.pwn())")
+    q = embedder.encode(["text"], kind="query")[0]
+    refused(conn, "SELECT * FROM mrl.search('own', %s, 5, 'exact')", "42501", (q,), match="which pgmrl did not create")
+    assert superusers(conn, roles) == []

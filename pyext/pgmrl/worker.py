@@ -51,7 +51,7 @@ class Worker:
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics=None,
-                 transaction_timeout: float = 300.0):
+                 transaction_timeout: float = 300.0, lock_timeout: float = 30.0):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
@@ -66,6 +66,8 @@ class Worker:
         self.listen_conn: psycopg.Connection | None = None
         self.metrics = metrics  # pgmrl.http.Metrics, shared with the HTTP server
         self.transaction_timeout = transaction_timeout
+        self.lock_timeout = lock_timeout
+        self._fk_retries: dict[int, int] = {}  # consecutive foreign-key rollbacks per set
         self.processed = 0
         self.failed = 0
 
@@ -77,6 +79,10 @@ class Worker:
         # (and the rows are claimed again) instead of keeping them locked forever.
         self.conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
                           (f"{int(self.transaction_timeout * 1000)}",))
+        # A row lock held by some writer, or a statement that never ends, must not stall every set: the batch
+        # fails with backoff (and is dead-lettered in the end) instead of waiting forever.
+        self.conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                          (f"{int(self.lock_timeout * 1000)}", f"{int(self.transaction_timeout * 1000)}"))
         self.conn.commit()
         self.listen_conn = connect(self.dsn, autocommit=True, application_name="pgmrl worker (listen)")
         self.listen_conn.execute(f"LISTEN {CHANNEL}")
@@ -119,9 +125,7 @@ class Worker:
             ids = list(dict.fromkeys(r[1] for r in rows))
             try:
                 return len(rows), self._embed_and_apply(set_id, qids, ids)
-            except (psycopg.OperationalError, psycopg.errors.ForeignKeyViolation):
-                raise
-            except Exception as exc:  # the item(s) failed: the caller isolates and records them
+            except Exception as exc:  # the caller isolates and records the item(s) that failed
                 exc.qids = qids  # type: ignore[attr-defined]
                 raise
 
@@ -157,33 +161,55 @@ class Worker:
         started = time.perf_counter()
         try:
             done, _ = self._claim_and_embed(set_id)
-        except (psycopg.errors.TransactionRollback, psycopg.errors.ForeignKeyViolation) as exc:
-            # a deadlock, or a source row deleted while the batch was written: the retry sees the new state
-            log.info("batch rolled back (%s); retrying", exc.sqlstate)
+            self._fk_retries.pop(set_id, None)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            # a writer holds a row lock past lock_timeout, or a statement ran too long: back off, dead-letter in the end
+            self._fail(getattr(exc, "qids", []), exc)
             return 0
+        except (psycopg.errors.TransactionRollback, psycopg.errors.ForeignKeyViolation) as exc:
+            # a deadlock, or a source row deleted while the batch was written: the retry sees the new state. A batch
+            # that keeps failing this way (a key whose row the foreign key never finds) is isolated item by item.
+            tries = self._fk_retries[set_id] = self._fk_retries.get(set_id, 0) + 1
+            if tries < 3:
+                log.info("batch rolled back (%s); retrying", exc.sqlstate)
+                return 0
+            self._fk_retries.pop(set_id, None)
+            done = self._isolate(set_id, exc)
+            self._count(done, started)
+            return done
         except psycopg.OperationalError:
             raise
         except Exception as exc:  # the model or a row failed: isolate the culprits
-            qids = getattr(exc, "qids", None)
-            if not qids:
-                raise
-            done = 0
-            if len(qids) == 1:
-                self._fail(qids, exc)
-            else:
-                for qid in qids:
-                    try:
-                        done += self._claim_and_embed(set_id, [qid])[0]
-                    except psycopg.OperationalError:
-                        raise
-                    except Exception as item_exc:
-                        self._fail([qid], item_exc)
+            done = self._isolate(set_id, exc)
+        self._count(done, started)
+        return done
+
+    def _isolate(self, set_id: int, exc: Exception) -> int:
+        """Retries a failed batch item by item, recording the items that fail on their own. Returns rows done."""
+        qids = getattr(exc, "qids", None)
+        if not qids:
+            raise exc
+        if len(qids) == 1:
+            self._fail(qids, exc)
+            return 0
+        done = 0
+        for qid in qids:
+            try:
+                done += self._claim_and_embed(set_id, [qid])[0]
+            except psycopg.OperationalError as item_exc:
+                if not isinstance(item_exc, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)):
+                    raise
+                self._fail([qid], item_exc)
+            except Exception as item_exc:
+                self._fail([qid], item_exc)
+        return done
+
+    def _count(self, done: int, started: float) -> None:
         self.processed += done
         if done and self.metrics:
             self.metrics.batch(done, time.perf_counter() - started)
         if done and self.on_progress:
             self.on_progress(done)
-        return done
 
     # -- loop ------------------------------------------------------------------------------------------
     def pending_sets(self) -> list[int]:

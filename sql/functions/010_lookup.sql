@@ -78,14 +78,24 @@ BEGIN
 END
 $fn$;
 
--- Who sees a set: roles that may read its source, set administrators, the worker and the installer.
-CREATE OR REPLACE FUNCTION mrl_internal._may_see(source regclass)
+-- Who sees a set: roles that may read its source, its owner, the worker and the installer.
+CREATE OR REPLACE FUNCTION mrl_internal._may_see(source regclass, owner oid DEFAULT NULL)
 RETURNS bool
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT coalesce(has_table_privilege(source, 'SELECT'), false)
-        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname IN ('pgmrl_admin', 'pgmrl_worker') AND pg_has_role(r.oid, 'USAGE'))
+        OR (owner IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.oid = owner) AND pg_has_role(owner, 'USAGE'))
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'pgmrl_worker' AND pg_has_role(r.oid, 'USAGE'))
         OR pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = 'mrl.embedding_sets'::regclass), 'USAGE')
+$fn$;
+
+-- Whether the current role owns (is a member of the owner of) a set or config.
+CREATE OR REPLACE FUNCTION mrl_internal._owns(owner oid)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT owner IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.oid = owner) AND pg_has_role(owner, 'USAGE')
 $fn$;
 

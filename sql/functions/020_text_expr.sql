@@ -95,7 +95,7 @@ BEGIN
         RAISE EXCEPTION 'text expression % is not allowed: it contains a statement separator, comment, dollar quote or unbalanced quote', quote_literal(text_column)
             USING ERRCODE = 'invalid_parameter_value', HINT = hint;
     END IF;
-    IF stripped ~* '\m(select|insert|update|delete|with|from|into|copy|execute|call|do|values|table|lateral|returning|merge)\M' THEN
+    IF stripped ~* '\m(select|insert|update|delete|into|copy|execute|call|do|values|table|lateral|returning|merge)\M' THEN
         RAISE EXCEPTION 'text expression % is not allowed: subqueries and statements are refused', quote_literal(text_column)
             USING ERRCODE = 'invalid_parameter_value', HINT = hint;
     END IF;
@@ -124,6 +124,7 @@ BEGIN
        OR tree ~ '\{(SUBLINK|AGGREF|WINDOWFUNC|GROUPINGFUNC|NEXTVALUEEXPR|PARAM|XMLEXPR|SQLVALUEFUNCTION|CURRENTOFEXPR|MERGESUPPORTFUNC) '
        OR (SELECT count(*) FROM regexp_matches(tree, '\{TARGETENTRY ', 'g')) <> 1
        OR tree !~ ':quals <>\}'
+       OR tree ~ '\{VAR :varno \d+ :varattno 0 '  -- a whole-row reference reads every column, present and future
        OR tree ~ ':(groupClause|havingQual|sortClause|limitCount|limitOffset|distinctClause|windowClause|cteList) [^<]' THEN
         DROP VIEW pg_temp.pgmrl_text_expr_check;
         RAISE EXCEPTION 'text expression % is not allowed: only a single expression over the table''s own columns (no subqueries, aggregates or other tables)', quote_literal(text_column)
@@ -141,7 +142,7 @@ BEGIN
 
     -- Functions: built-in, and on the allow-list or a built-in cast function.
     SELECT string_agg(DISTINCT coalesce(f::regprocedure::text, f::text), ', ') INTO bad
-      FROM (SELECT m[1]::oid AS f FROM regexp_matches(tree, ':(?:funcid|aggfnoid|winfnoid|hashfuncid|negfuncid) (\d+)', 'g') m) x
+      FROM (SELECT m[1]::oid AS f FROM regexp_matches(tree, ':(?:funcid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([1-9][0-9]*)', 'g') m) x
      WHERE NOT EXISTS (SELECT FROM pg_proc p
                         WHERE p.oid = x.f AND p.oid < mrl_internal._first_normal_oid()
                           AND p.pronamespace = 'pg_catalog'::regnamespace AND p.provolatile <> 'v' AND NOT p.proretset
@@ -150,7 +151,7 @@ BEGIN
     IF bad IS NULL THEN
         -- Operators: built in, not volatile.
         SELECT string_agg(DISTINCT coalesce(o::regoperator::text, o::text), ', ') INTO bad
-          FROM (SELECT m[1]::oid AS o FROM regexp_matches(tree, ':opno (\d+)', 'g') m) x
+          FROM (SELECT m[1]::oid AS o FROM regexp_matches(tree, ':opno ([1-9][0-9]*)', 'g') m) x
          WHERE NOT EXISTS (SELECT FROM pg_operator op JOIN pg_proc p ON p.oid = op.oprcode
                             WHERE op.oid = x.o AND op.oid < mrl_internal._first_normal_oid() AND p.provolatile <> 'v');
     END IF;
@@ -187,10 +188,10 @@ BEGIN
         END IF;
         def := rtrim(left(def, length(def) - length(suffix)), E' \n\t');
     END LOOP;
-    IF left(def, 7) <> 'SELECT ' THEN
+    IF def !~ '^SELECT\s' THEN
         RAISE EXCEPTION 'cannot canonicalise text expression % (deparsed as %)', quote_literal(text_column), def
             USING ERRCODE = 'internal_error';
     END IF;
-    expr := btrim(substr(def, 8));
+    expr := btrim(substr(def, 7), E' \n\t');
 END
 $fn$;

@@ -22,13 +22,15 @@ $fn$;
 -- The set a trigger fires for, checked: the trigger must sit on the set's own source (anyone may attach the trigger
 -- function to a table they own, but then it queues nothing for another role's set), and the columns it reads must
 -- still have built-in types.
-CREATE OR REPLACE FUNCTION mrl_internal._trigger_set(set_arg text, relid oid)
+CREATE OR REPLACE FUNCTION mrl_internal._trigger_set(set_arg text, relid oid, trigger_name name, level text,
+                                                     timing text, op text, fn regproc)
 RETURNS mrl.embedding_sets
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     s mrl.embedding_sets;
+    t record;
 BEGIN
     IF set_arg IS NULL OR set_arg !~ '^[0-9]{1,9}$' THEN
         RAISE EXCEPTION 'pgmrl trigger with a bad argument %', coalesce(quote_literal(set_arg), 'NULL')
@@ -38,8 +40,15 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;  -- set dropped in this transaction
     END IF;
-    IF s.source <> relid THEN
-        RAISE EXCEPTION 'pgmrl trigger on % does not belong to embedding set "%" (whose source is %)', relid::regclass, s.slug, s.source
+    -- Exactly the trigger mrl_internal._create_triggers made: on the set's source, AFTER ... FOR EACH STATEMENT,
+    -- INSERT or UPDATE, with the transition tables under the names the function reads (so that no other relation,
+    -- e.g. a temporary view named mrl_new, can stand in for them).
+    SELECT tg.tgfoid, tg.tgnewtable, tg.tgoldtable INTO t FROM pg_trigger tg WHERE tg.tgrelid = relid AND tg.tgname = trigger_name;
+    IF s.source <> relid OR level <> 'STATEMENT' OR timing <> 'AFTER' OR op NOT IN ('INSERT', 'UPDATE')
+       OR trigger_name <> 'mrl_' || s.slug || (CASE op WHEN 'INSERT' THEN '_ins' ELSE '_upd' END)
+       OR t.tgfoid IS DISTINCT FROM fn OR t.tgnewtable IS DISTINCT FROM 'mrl_new'
+       OR (op = 'UPDATE' AND t.tgoldtable IS DISTINCT FROM 'mrl_old') THEN
+        RAISE EXCEPTION 'pgmrl trigger % on % does not belong to embedding set "%" (whose source is %)', trigger_name, relid::regclass, s.slug, s.source
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Embedding-set triggers are created by mrl.create_embedding_set(); drop this one.';
     END IF;
@@ -61,7 +70,8 @@ SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl_internal._trigger_set(TG_ARGV[0], TG_RELID);
+    s mrl.embedding_sets := mrl_internal._trigger_set(TG_ARGV[0], TG_RELID, TG_NAME, TG_LEVEL, TG_WHEN, TG_OP,
+                                                      'mrl_internal._queue_changes'::regproc);
     n bigint;
 BEGIN
     IF s.id IS NULL THEN
@@ -132,12 +142,23 @@ BEGIN
     SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO pk_col, pk_typ
       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
      WHERE i.indrelid = NEW.source AND i.indisprimary AND i.indnatts = 1;
+    IF TG_OP = 'INSERT' THEN
+        NEW.owner := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+    ELSE
+        NEW.owner := OLD.owner;  -- never changes
+    END IF;
     IF pk_col IS DISTINCT FROM NEW.pk_column OR pk_typ IS DISTINCT FROM NEW.pk_type THEN
         RAISE EXCEPTION 'embedding set "%": % (%) is not the single-column primary key of %', NEW.slug, NEW.pk_column, NEW.pk_type, NEW.source
             USING ERRCODE = 'invalid_table_definition';
     END IF;
     PERFORM mrl_internal._check_columns(NEW.source, ARRAY[pk_col], 'primary key');
     SELECT x.expr, x.columns INTO NEW.text_expr, NEW.text_columns FROM mrl_internal._text_expr(NEW.source, NEW.text_expr) x;
+    -- a set uses a built-in config or one its owner registered (another administrator's endpoint would receive its texts)
+    IF NOT EXISTS (SELECT FROM mrl.embedding_configs c WHERE c.name = NEW.config
+                      AND (c.builtin OR c.owner IS NULL OR pg_has_role(c.owner, 'USAGE'))) THEN
+        RAISE EXCEPTION 'embedding set "%": config "%" belongs to another role', NEW.slug, NEW.config
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Use a built-in config or register your own.';
+    END IF;
     SELECT c.relnamespace = 'mrl_data'::regnamespace AND pg_has_role(c.relowner, 'USAGE')
       INTO ok FROM pg_class c WHERE c.oid = NEW.vectors_table;
     IF NOT coalesce(ok, false) THEN
@@ -149,7 +170,7 @@ END
 $fn$;
 
 DROP TRIGGER IF EXISTS embedding_sets_check ON mrl.embedding_sets;
-CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF source, pk_column, pk_type, text_expr, text_columns, vectors_table
+CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner
     ON mrl.embedding_sets FOR EACH ROW EXECUTE FUNCTION mrl_internal._check_set_row();
 
 -- Where a set may not read from: pgmrl's own schemas, the system catalogs, temporary tables, non-tables.
@@ -175,6 +196,11 @@ BEGIN
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', source USING ERRCODE = 'wrong_object_type',
               HINT = 'An embedding set is bound to an ordinary table with a primary key.';
+    END IF;
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = source) THEN
+        RAISE EXCEPTION '% has row-level security enabled: its policies would run as the worker that reads it, and hide rows from it', source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Embed a table without row-level security (e.g. a table the application fills from this one).';
     END IF;
 END
 $fn$;
@@ -224,6 +250,17 @@ BEGIN
         EXECUTE format('DROP POLICY IF EXISTS mrl_worker ON %s', vt);
         EXECUTE format('CREATE POLICY mrl_worker ON %s TO pgmrl_worker USING (true) WITH CHECK (true)', vt);
     END IF;
+    -- sync mode writes vectors in the writer's statement: roles that may write the source may write its vectors,
+    -- once the set's owner grants them INSERT, UPDATE, DELETE on the vectors table
+    EXECUTE format('DROP POLICY IF EXISTS mrl_sync_writers ON %s', vt);
+    EXECUTE format('CREATE POLICY mrl_sync_writers ON %s FOR INSERT WITH CHECK (pg_catalog.has_table_privilege(%s::oid, %L))',
+                   vt, source::oid, 'INSERT, UPDATE');
+    EXECUTE format('DROP POLICY IF EXISTS mrl_sync_updaters ON %s', vt);
+    EXECUTE format('CREATE POLICY mrl_sync_updaters ON %s FOR UPDATE USING (pg_catalog.has_table_privilege(%s::oid, %L))',
+                   vt, source::oid, 'INSERT, UPDATE');
+    EXECUTE format('DROP POLICY IF EXISTS mrl_sync_deleters ON %s', vt);
+    EXECUTE format('CREATE POLICY mrl_sync_deleters ON %s FOR DELETE USING (pg_catalog.has_table_privilege(%s::oid, %L))',
+                   vt, source::oid, 'UPDATE');
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', vt);
     EXECUTE format('GRANT SELECT ON %s TO PUBLIC', vt);
 END
@@ -362,7 +399,7 @@ BEGIN
     PERFORM mrl_internal._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = set_id;
 
     -- Backfill: queue every existing row with text.
-    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (mrl_src.%I)::text FROM %s mrl_src WHERE coalesce((%s)::text, '''') <> ''''',
+    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (mrl_src.%I)::text FROM ONLY %s mrl_src WHERE coalesce((%s)::text, '''') <> ''''',
                    pk_col, source, expr) USING set_id;
     PERFORM pg_notify('mrl_queue', set_id::text);
     IF method = 'rotation' THEN

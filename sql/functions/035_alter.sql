@@ -96,6 +96,7 @@ DECLARE
     rows bigint;
 BEGIN
     FOR n IN SELECT * FROM mrl.embedding_sets WHERE replaces IS NOT NULL LOOP
+        CONTINUE WHEN mrl_internal._tables_problem(n) IS NOT NULL;
         CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = n.id AND NOT q.dead)
                    OR EXISTS (SELECT FROM mrl.queue_intake i WHERE i.set_id = n.id);
         IF n.coarse_method = 'rotation' AND n.rotation_version = 0 THEN

@@ -223,6 +223,10 @@ BEGIN
     END IF;
     cd := mrl_internal._coarse_dim(s, coarse_dim);
     PERFORM mrl_internal._require_index(s, strat);
+    IF mrl_internal._policies_tampered(s.vectors_table) THEN  -- a searcher runs no role's code either
+        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug, mrl_internal._vectors_problem(s.vectors_table)
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the vectors table, or recreate the set.';
+    END IF;
 
     IF strat IN ('two_stage', 'coarse') THEN
         q_coarse := mrl.coarse_of(s.id, query, cd);

@@ -1,7 +1,7 @@
 -- What a DBA looks at: how far each set is from being fully embedded.
 
 -- Queued: rows in mrl.queue plus keys written but not yet expanded from mrl.queue_intake.
-CREATE OR REPLACE VIEW mrl.queue_status AS
+CREATE OR REPLACE VIEW mrl.queue_status WITH (security_barrier) AS
 SELECT e.slug,
        (SELECT count(*) FROM mrl.queue q WHERE q.set_id = e.id AND NOT q.dead)
          + (SELECT coalesce(sum(cardinality(i.ids)), 0) FROM mrl.queue_intake i WHERE i.set_id = e.id)::bigint AS queued,
@@ -9,7 +9,7 @@ SELECT e.slug,
        clock_timestamp() - least((SELECT min(q.queued_at) FROM mrl.queue q WHERE q.set_id = e.id AND NOT q.dead),
                                  (SELECT min(i.queued_at) FROM mrl.queue_intake i WHERE i.set_id = e.id)) AS oldest_queued_age
   FROM mrl.embedding_sets e
- WHERE mrl_internal._may_see(e.source);
+ WHERE mrl_internal._may_see(e.source, e.owner);
 
 CREATE OR REPLACE FUNCTION mrl.set_status(set_slug text)
 RETURNS TABLE (slug text, config text, coarse_method text, truncate_dim int, rows bigint, embedded bigint,
@@ -22,10 +22,10 @@ DECLARE
     n_rows bigint;
     n_vec bigint;
 BEGIN
-    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
-        EXECUTE format('SELECT count(*) FROM %s', s.source) INTO n_rows;
+    IF mrl_internal._tables_problem(s) IS NULL THEN  -- counts only tables that run nobody's code
+        EXECUTE format('SELECT count(*) FROM ONLY %s', s.source) INTO n_rows;
+        EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n_vec;
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n_vec;
     RETURN QUERY
     SELECT s.slug, s.config, s.coarse_method, s.truncate_dim, n_rows, n_vec,
            qs.queued, qs.failed, qs.oldest_queued_age, s.rotation_fitted_at

@@ -17,11 +17,11 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = format('Drop the set with SELECT mrl.drop_embedding_set(%L), or recreate it on the new table.', s.slug);
     END IF;
-    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
+    PERFORM mrl_internal._check_tables(s);
     RETURN QUERY EXECUTE format(
         'SELECT k.id, x.body, md5(x.body), v.content_hash
            FROM unnest($1) AS k(id)
-      LEFT JOIN (SELECT mrl_src.%1$I AS mrl_key, (%2$s)::text AS body FROM %3$s mrl_src WHERE mrl_src.%1$I = ANY ($1::%4$s[])) x
+      LEFT JOIN (SELECT mrl_src.%1$I AS mrl_key, (%2$s)::text AS body FROM ONLY %3$s mrl_src WHERE mrl_src.%1$I = ANY ($1::%4$s[])) x
              ON x.mrl_key = k.id::%4$s
       LEFT JOIN %5$s v ON v.id = x.mrl_key',
         s.pk_column, s.text_expr, s.source, s.pk_type, s.vectors_table) USING ids;
@@ -50,13 +50,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
-    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
+    PERFORM mrl_internal._check_tables(s);
     SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
     keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
     -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
     -- retries a batch that a concurrent DELETE made fail.)
     IF has_any_column_privilege(s.source, 'UPDATE') THEN
-        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
                        s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
     END IF;
     IF coalesce(array_length(ids, 1), 0) > 0 THEN
@@ -64,7 +64,7 @@ BEGIN
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
              SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
                FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
-               JOIN (SELECT mrl_src.%2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+               JOIN (SELECT mrl_src.%2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
                  ON x.mrl_key = b.id::%5$s AND x.mrl_hash = b.hash
               ORDER BY x.mrl_key
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
@@ -78,7 +78,7 @@ BEGIN
     END IF;
     -- Texts that became NULL or empty lose their vector.
     EXECUTE format(
-        'DELETE FROM %1$s v USING (SELECT mrl_src.%2$I AS mrl_key FROM %4$s mrl_src
+        'DELETE FROM %1$s v USING (SELECT mrl_src.%2$I AS mrl_key FROM ONLY %4$s mrl_src
                                     WHERE mrl_src.%2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x
           WHERE v.id = x.mrl_key',
         s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys;
@@ -103,10 +103,10 @@ AS $fn$
 $fn$;
 
 -- Dead-lettered items, with their last error.
-CREATE OR REPLACE VIEW mrl.failed_items AS
+CREATE OR REPLACE VIEW mrl.failed_items WITH (security_barrier) AS
 SELECT e.slug, q.id, q.attempts, q.last_error, q.queued_at, q.failed_at, q.qid
   FROM mrl.queue q JOIN mrl.embedding_sets e ON e.id = q.set_id
- WHERE q.dead AND mrl_internal._may_see(e.source);
+ WHERE q.dead AND mrl_internal._may_see(e.source, e.owner);
 
 -- Puts a set's dead-lettered items back in the queue (attempts reset). Returns how many.
 CREATE OR REPLACE FUNCTION mrl.retry_failed(set_slug text)

@@ -18,6 +18,7 @@ BEGIN
             RETURN NEXT s.id;
             CONTINUE;
         END IF;
+        CONTINUE WHEN mrl_internal._tables_problem(s) IS NOT NULL;
         CONTINUE WHEN EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = s.id AND NOT q.dead)
                    OR EXISTS (SELECT FROM mrl.queue_intake i WHERE i.set_id = s.id);
         EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n;
@@ -36,8 +37,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    vt regclass := (SELECT vectors_table FROM mrl.embedding_sets e WHERE e.id = _sample_embeddings.set_id);
+    s mrl.embedding_sets := (SELECT e FROM mrl.embedding_sets e WHERE e.id = _sample_embeddings.set_id);
+    vt regclass := s.vectors_table;
 BEGIN
+    PERFORM mrl_internal._check_tables(s);
     RETURN QUERY EXECUTE format('SELECT embedding FROM %s ORDER BY md5(id::text) LIMIT $1', vt) USING sample;
 END
 $fn$;
@@ -53,6 +56,7 @@ DECLARE
     idx text;
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _store_rotation.set_id FOR UPDATE;
+    PERFORM mrl_internal._check_tables(s);
     IF array_length(directions, 1) < s.truncate_dim THEN
         RAISE EXCEPTION 'a rotation for set "%" needs % directions, got %', s.slug, s.truncate_dim, array_length(directions, 1);
     END IF;

@@ -9,9 +9,9 @@ AS $fn$
 DECLARE
     s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
-    PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
+    PERFORM mrl_internal._check_tables(s);
     RETURN QUERY EXECUTE format(
-        'SELECT (mrl_src.%1$I)::text, (%2$s)::text FROM %3$s mrl_src WHERE coalesce((%2$s)::text, '''') <> '''' ORDER BY mrl_src.%1$I',
+        'SELECT (mrl_src.%1$I)::text, (%2$s)::text FROM ONLY %3$s mrl_src WHERE coalesce((%2$s)::text, '''') <> '''' ORDER BY mrl_src.%1$I',
         s.pk_column, s.text_expr, s.source);
 END
 $fn$;

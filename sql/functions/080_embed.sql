@@ -25,7 +25,8 @@ BEGIN
 END
 $fn$;
 
--- A query that is a vector written as text ('[0.1, 0.2, ...]' or '{0.1, 0.2, ...}'): what pgvector's adapters for
+-- A query that is a vector written as text ('[0.1, 0.2, ...]', or an array '{0.1, ...}' / '{"0.1", ...}' as node-postgres
+-- sends a plain array): what pgvector's adapters for
 -- psycopg2, asyncpg, node-postgres and SQLAlchemy send when no ::vector cast is written. Such a string reaches the
 -- text overloads (PostgreSQL prefers text for an untyped literal or parameter), and must never be embedded as words.
 -- Returns the vector, NULL for ordinary text; raises when it looks like a vector but does not parse as one.
@@ -35,7 +36,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF input IS NULL OR input !~ '^\s*(\[[-+0-9.,eE\s]*\]|\{[-+0-9.,eE\s]*\})\s*$' OR input !~ '[0-9]' THEN
+    IF input IS NULL OR input !~ '^\s*(\[[-+0-9.,eE\s]*\]|\{[-+0-9.,eE\s"]*\})\s*$' OR input !~ '[0-9]' THEN
         RETURN NULL;
     END IF;
     BEGIN
@@ -150,15 +151,18 @@ COMMENT ON FUNCTION mrl.two_stage_search(text, double precision[], int, int, int
 
 -- Sync mode: statement-level trigger that embeds the new texts inside the writing transaction, so the vectors
 -- are visible at COMMIT. If the sidecar cannot be reached the write fails (never silently skips).
+-- Runs as the writer (not SECURITY DEFINER): it writes the set's vectors table, and whatever the table's owner may
+-- attach to it must never run with more than the writer's privileges. Writers need INSERT, UPDATE, DELETE on the
+-- vectors table (granted by the set's owner).
 CREATE OR REPLACE FUNCTION mrl_internal._sync_changes()
 RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
 DECLARE
-    s mrl.embedding_sets := mrl_internal._trigger_set(TG_ARGV[0], TG_RELID);
+    s mrl.embedding_sets := mrl_internal._trigger_set(TG_ARGV[0], TG_RELID, TG_NAME, TG_LEVEL, TG_WHEN, TG_OP,
+                                                      'mrl_internal._sync_changes'::regproc);
     keys text[];
     texts text[];
     emptied text[];
@@ -166,6 +170,7 @@ BEGIN
     IF s.id IS NULL THEN
         RETURN NULL;
     END IF;
+    PERFORM mrl_internal._check_tables(s);
     EXECUTE format(
         'SELECT array_agg((c.k)::text) FILTER (WHERE coalesce(c.t, '''') <> ''''),
                 array_agg(c.t) FILTER (WHERE coalesce(c.t, '''') <> ''''),

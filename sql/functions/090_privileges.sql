@@ -37,10 +37,31 @@ GRANT SELECT ON mrl.embedding_configs, mrl.embedding_sets, mrl.rotation_componen
                 mrl.migrations TO PUBLIC;
 
 DROP POLICY IF EXISTS mrl_readers ON mrl.embedding_sets;
-CREATE POLICY mrl_readers ON mrl.embedding_sets FOR SELECT USING (mrl_internal._may_see(source));
+CREATE POLICY mrl_readers ON mrl.embedding_sets FOR SELECT USING (mrl_internal._may_see(source, owner));
 DROP POLICY IF EXISTS mrl_readers ON mrl.rotation_components;
 CREATE POLICY mrl_readers ON mrl.rotation_components FOR SELECT
     USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id));
+DROP POLICY IF EXISTS mrl_readers ON mrl.embedding_configs;
+CREATE POLICY mrl_readers ON mrl.embedding_configs FOR SELECT USING (true);
+
+-- Registered configs belong to the role that registered them (set by this trigger, not by the writer).
+CREATE OR REPLACE FUNCTION mrl_internal._check_config_row()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.owner := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+    ELSE
+        NEW.owner := OLD.owner;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+DROP TRIGGER IF EXISTS embedding_configs_owner ON mrl.embedding_configs;
+CREATE TRIGGER embedding_configs_owner BEFORE INSERT OR UPDATE ON mrl.embedding_configs
+    FOR EACH ROW EXECUTE FUNCTION mrl_internal._check_config_row();
 
 -- Functions: EXECUTE on the public API for everyone; internal helpers only where an invoker-rights public function
 -- needs them; worker helpers for the worker; the SECURITY DEFINER triggers for set administrators (who create them).
@@ -49,7 +70,11 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mrl TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     mrl_internal._set(text), mrl_internal._config(text), mrl_internal._first_normal_oid(),
     mrl_internal._check_columns(regclass, name[], text), mrl_internal._text_expr(regclass, text),
-    mrl_internal._check_source(regclass), mrl_internal._may_see(regclass), mrl_internal._vector_text(text),
+    mrl_internal._check_source(regclass), mrl_internal._may_see(regclass, oid), mrl_internal._owns(oid),
+    mrl_internal._vector_text(text), mrl_internal._trusted_object(oid, oid), mrl_internal._vectors_problem(regclass), mrl_internal._policies_tampered(regclass),
+    mrl_internal._tables_problem(mrl.embedding_sets), mrl_internal._check_tables(mrl.embedding_sets),
+    mrl_internal._trigger_set(text, oid, name, text, text, text, regproc),
+    mrl_internal._changed_rows(mrl.embedding_sets, text),
     mrl_internal._filter_sql(mrl.embedding_sets, jsonb, int), mrl_internal._coarse_dim(mrl.embedding_sets, int),
     mrl_internal._require_index(mrl.embedding_sets, text), mrl_internal._ef_search(mrl.embedding_sets, text, int, int),
     mrl_internal._scan_settings(int, bool), mrl_internal._restore_scan_settings(text[]),
@@ -78,10 +103,36 @@ BEGIN
         mrl_internal._sample_embeddings(int, int), mrl_internal._store_rotation(int, @vec@.vector[], double precision[], bigint),
         mrl_internal._switch_due()
       TO pgmrl_worker;
+    -- the worker serves every set; an administrator changes only its own sets, their rotations and queued work,
+    -- and its own configs (never the built-in ones)
     DROP POLICY IF EXISTS mrl_service ON mrl.embedding_sets;
-    CREATE POLICY mrl_service ON mrl.embedding_sets TO pgmrl_admin, pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_worker ON mrl.embedding_sets;
+    CREATE POLICY mrl_worker ON mrl.embedding_sets TO pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_owners ON mrl.embedding_sets;
+    CREATE POLICY mrl_owners ON mrl.embedding_sets TO pgmrl_admin
+        USING (mrl_internal._owns(owner)) WITH CHECK (mrl_internal._owns(owner));
     DROP POLICY IF EXISTS mrl_service ON mrl.rotation_components;
-    CREATE POLICY mrl_service ON mrl.rotation_components TO pgmrl_admin, pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_worker ON mrl.rotation_components;
+    CREATE POLICY mrl_worker ON mrl.rotation_components TO pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_owners ON mrl.rotation_components;
+    CREATE POLICY mrl_owners ON mrl.rotation_components TO pgmrl_admin
+        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
+        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
+    DROP POLICY IF EXISTS mrl_owners ON mrl.embedding_configs;
+    CREATE POLICY mrl_owners ON mrl.embedding_configs TO pgmrl_admin
+        USING (NOT builtin AND mrl_internal._owns(owner)) WITH CHECK (NOT builtin AND mrl_internal._owns(owner));
+    DROP POLICY IF EXISTS mrl_worker ON mrl.queue;
+    CREATE POLICY mrl_worker ON mrl.queue TO pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_owners ON mrl.queue;
+    CREATE POLICY mrl_owners ON mrl.queue TO pgmrl_admin
+        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
+        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
+    DROP POLICY IF EXISTS mrl_worker ON mrl.queue_intake;
+    CREATE POLICY mrl_worker ON mrl.queue_intake TO pgmrl_worker USING (true) WITH CHECK (true);
+    DROP POLICY IF EXISTS mrl_owners ON mrl.queue_intake;
+    CREATE POLICY mrl_owners ON mrl.queue_intake TO pgmrl_admin
+        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
+        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
     -- set administrators: the registry (the trigger embedding_sets_check validates what they write), the queue,
     -- the storage schema, and every function (the worker's ones too, for `pgmrl refit` and load_vectors).
     GRANT INSERT, UPDATE, DELETE ON mrl.embedding_sets, mrl.embedding_configs, mrl.rotation_components,

@@ -16,3 +16,12 @@ ALTER TABLE mrl.queue_intake ADD CONSTRAINT queue_intake_ids_check CHECK (array_
 
 ALTER TABLE mrl.embedding_sets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mrl.rotation_components ENABLE ROW LEVEL SECURITY;
+
+-- Who owns a set or a registered config (set by the registry's own trigger, never by the writer): set administrators
+-- may change only their own. Existing sets belong to the owner of their vectors table.
+ALTER TABLE mrl.embedding_sets ADD COLUMN owner oid;
+UPDATE mrl.embedding_sets e SET owner = c.relowner FROM pg_class c WHERE c.oid = e.vectors_table;
+ALTER TABLE mrl.embedding_configs ADD COLUMN owner oid;
+ALTER TABLE mrl.embedding_configs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mrl.queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mrl.queue_intake ENABLE ROW LEVEL SECURITY;

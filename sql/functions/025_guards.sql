@@ -1,0 +1,113 @@
+-- What the worker, the triggers and the searches check before they touch a set's tables. Whatever a role attaches to
+-- a table runs with the privileges of whoever reads or writes it: a source's row-level security policies run as the
+-- worker that reads it, a vectors table's triggers, rules, policies, defaults, constraints and index expressions as
+-- the worker (or a searcher) that writes or reads it. So pgmrl reads and writes only tables that carry nothing but
+-- built-in code (and pgvector's).
+
+-- Whether an object is built in (created by initdb) or part of the pgvector extension.
+CREATE OR REPLACE FUNCTION mrl_internal._trusted_object(classid oid, objid oid)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT objid < mrl_internal._first_normal_oid()
+        OR EXISTS (SELECT FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid
+                    WHERE e.classid = _trusted_object.classid AND e.objid = _trusted_object.objid AND e.deptype = 'e'
+                      AND e.refclassid = 'pg_extension'::regclass AND x.extname = 'vector')
+$fn$;
+
+-- Whether a vectors table's row-level security policies are other than pgmrl's (the only code a SELECT of it runs).
+-- pgmrl's policies call only pinned built-in functions, so they depend on nothing but the table. Cheap: every
+-- search checks it.
+CREATE OR REPLACE FUNCTION mrl_internal._policies_tampered(vt regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = vt AND (NOT p.polpermissive OR p.polname NOT IN
+                     ('mrl_source_readers', 'mrl_worker', 'mrl_sync_writers', 'mrl_sync_updaters', 'mrl_sync_deleters')))
+        OR EXISTS (SELECT FROM pg_policy p JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                    WHERE p.polrelid = vt AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt))
+$fn$;
+
+-- NULL when a vectors table carries only what pgmrl put there; else what is wrong.
+CREATE OR REPLACE FUNCTION mrl_internal._vectors_problem(vt regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    bad text;
+BEGIN
+    IF vt IS NULL OR NOT EXISTS (SELECT FROM pg_class WHERE oid = vt AND relnamespace = 'mrl_data'::regnamespace AND relkind = 'r') THEN
+        RETURN format('%s is not a vectors table in mrl_data', vt);
+    END IF;
+    SELECT string_agg(format('trigger %I', tgname), ', ') INTO bad FROM pg_trigger WHERE tgrelid = vt AND NOT tgisinternal;
+    IF bad IS NULL THEN
+        SELECT string_agg(format('rule %I', rulename), ', ') INTO bad FROM pg_rewrite WHERE ev_class = vt;
+    END IF;
+    IF bad IS NULL AND mrl_internal._policies_tampered(vt) THEN
+        SELECT string_agg(format('policy %I', polname), ', ') INTO bad FROM pg_policy WHERE polrelid = vt;
+    END IF;
+    IF bad IS NULL THEN
+        SELECT string_agg(format('column %I of type %s', a.attname, a.atttypid::regtype), ', ') INTO bad
+          FROM pg_attribute a
+         WHERE a.attrelid = vt AND a.attnum > 0 AND NOT a.attisdropped
+           AND NOT mrl_internal._trusted_object('pg_type'::regclass, a.atttypid);
+    END IF;
+    IF bad IS NULL THEN
+        -- what policies, defaults, generated columns, constraints and indexes call
+        SELECT string_agg(DISTINCT pg_describe_object(d.refclassid, d.refobjid, 0), ', ') INTO bad
+          FROM pg_depend d
+         WHERE ((d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = vt))
+             OR (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = vt))
+             OR (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = vt)))
+           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass,
+                                'pg_opclass'::regclass, 'pg_opfamily'::regclass, 'pg_collation'::regclass)
+           AND NOT mrl_internal._trusted_object(d.refclassid, d.refobjid);
+    END IF;
+    RETURN CASE WHEN bad IS NULL THEN NULL
+                ELSE format('%s carries %s, which pgmrl did not create', vt, bad) END;
+END
+$fn$;
+
+-- NULL when the set's tables are safe to read and write; else what is wrong.
+CREATE OR REPLACE FUNCTION mrl_internal._tables_problem(s mrl.embedding_sets)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    problem text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
+        RETURN format('the source table of embedding set "%s" was dropped', s.slug);
+    END IF;
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = s.source) THEN
+        RETURN format('%s has row-level security enabled: its policies would run as the worker', s.source);
+    END IF;
+    BEGIN
+        PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));
+    EXCEPTION WHEN OTHERS THEN
+        RETURN SQLERRM;
+    END;
+    RETURN mrl_internal._vectors_problem(s.vectors_table);
+END
+$fn$;
+
+-- Raises (42501) unless the set's tables are safe to read and write.
+CREATE OR REPLACE FUNCTION mrl_internal._check_tables(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    problem text := mrl_internal._tables_problem(s);
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug, problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'pgmrl reads and writes only tables that run no role''s code: remove what was added (or disable row-level security on the source), or recreate the set.';
+    END IF;
+END
+$fn$;
