@@ -141,7 +141,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def sidecar(dsn, embedder):
+def sidecar(dsn, embedder, tmp_path):
     """Starts `pgmrl serve` (worker + HTTP) in this process on a free port; returns a starter taking options."""
     import threading
 
@@ -153,6 +153,7 @@ def sidecar(dsn, embedder):
         port = free_port()
         stop, started = threading.Event(), threading.Event()
         kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("token_file", tmp_path / "sidecar-token")  # never the user's own config folder
         thread = threading.Thread(target=run_sidecar, args=(kwargs.pop("dsn", dsn),),
                                   kwargs={"port": port, "stop_event": stop, "started": started, **kwargs}, daemon=True)
         thread.start()

@@ -90,9 +90,10 @@ def test_upgrade_from_the_first_schema_keeps_vectors(client, dsn, corpus, corpus
     conn.execute("DROP VIEW mrl.finetune_summary")
     conn.execute("DROP TABLE mrl.queue_intake, mrl.finetune_pairs, mrl.finetune_datasets")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP COLUMN endpoint")
+    conn.execute("ALTER TABLE mrl.embedding_configs DROP COLUMN owner CASCADE")
     conn.execute("ALTER TABLE mrl.embedding_configs DROP CONSTRAINT embedding_configs_provider_check")
     for col in ("default_ef_search", "binary_coarse_k", "default_strategy", "tuned_at", "tuned_agreement",
-                "text_columns"):
+                "text_columns", "owner"):
         conn.execute(f"ALTER TABLE mrl.embedding_sets DROP COLUMN {col} CASCADE")
     # the 003-era search signature (no filter), which 004 replaces
     conn.execute("CREATE FUNCTION mrl.search(text, vector, int DEFAULT 10, text DEFAULT 'two_stage', int DEFAULT NULL, "

@@ -176,8 +176,10 @@ class _Guard:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return await self._refuse(send, 413, f"request body over {MAX_BODY} bytes")
         path = scope.get("path", "")
-        known, role = self.tokens.role_of(parse_bearer(headers.get("authorization", "")))
-        if not known and path not in OPEN_PATHS and not (self.open_embed and path == "/v1/embed"):
+        presented = headers.get("authorization")
+        known, role = self.tokens.role_of(parse_bearer(presented or ""))
+        open_path = path in OPEN_PATHS or (self.open_embed and path == "/v1/embed" and presented is None)
+        if not known and not open_path:  # (a wrong token is refused even where none is needed: it is a mistake)
             return await self._refuse(send, 401, "missing or wrong bearer token",
                                       [(b"www-authenticate", b"Bearer")])
         scope.setdefault("state", {})["role"] = role if known else None

@@ -178,7 +178,8 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
         server.should_exit = True
         raise PgmrlError(f"the HTTP server could not listen on {host}:{port} (in use?). Choose --port.")
     url = advertised_url(host, port, advertise_url)
-    if not record_url(dsn, url, token):
+    db_token = token or (next(iter(tokens)) if written else None)  # what mrl.embed() sends
+    if not record_url(dsn, url, db_token):
         log.warning("pgmrl is not installed in this database yet: run `pgmrl install`, then restart serve")
 
     def preload():

@@ -22,8 +22,11 @@ DECLARE
     n_rows bigint;
     n_vec bigint;
 BEGIN
-    IF mrl_internal._tables_problem(s) IS NULL THEN  -- counts only tables that run nobody's code
+    -- counts only tables that run nobody's code (a source's row-level security, a changed vectors table)
+    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source AND NOT relrowsecurity) THEN
         EXECUTE format('SELECT count(*) FROM ONLY %s', s.source) INTO n_rows;
+    END IF;
+    IF mrl_internal._vectors_problem(s.vectors_table) IS NULL THEN
         EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n_vec;
     END IF;
     RETURN QUERY
