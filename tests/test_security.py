@@ -667,3 +667,84 @@ def test_searchers_run_no_policy_an_owner_adds(shared, roles, mal_table, embedde
     q = embedder.encode(["text"], kind="query")[0]
     refused(conn, "SELECT * FROM mrl.search('own', %s, 5, 'exact')", "42501", (q,), match="which pgmrl did not create")
     assert superusers(conn, roles) == []
+
+
+# -- found by a second review --------------------------------------------------------------------------------------
+@pytest.fixture
+def mal_planner_code(shared, roles, mal_table):
+    """mal.evil(int): IMMUTABLE, so the planner folds a call with a constant argument, running it as whoever plans."""
+    with roles.sql("mal") as m:
+        m.execute("CREATE TABLE mal.ran (who text)")
+        m.execute("GRANT INSERT ON mal.ran TO PUBLIC")
+        m.execute(f"CREATE FUNCTION mal.pwn2() RETURNS void LANGUAGE plpgsql AS $$BEGIN "
+                  f"INSERT INTO mal.ran VALUES (current_user); "
+                  f"IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN "
+                  f"EXECUTE 'ALTER ROLE {roles.real('mal')} SUPERUSER'; END IF; END$$")
+        m.execute("CREATE FUNCTION mal.evil(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
+                  "$$BEGIN PERFORM mal.pwn2(); RETURN $1; END$$")
+        m.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mal TO PUBLIC")
+        m.execute("GRANT USAGE ON SCHEMA mal TO PUBLIC")
+        m.execute("SELECT mrl.create_embedding_set('own', 'own', 'mal.t', 'body')")
+    drained(shared, roles, "body", "mal.t", "own")
+    return lambda: shared.conn.execute("SELECT who FROM mal.ran").fetchall()
+
+
+def test_planner_code_on_a_source_never_runs(shared, roles, mal_planner_code, embedder):
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("CREATE INDEX ON mal.t ((mal.evil(0) + id))")
+        m.execute("INSERT INTO mal.t VALUES (50, 'a new row')")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'own'")]
+    assert errors and all("the planner would run them" in e for e in errors), errors
+    conn.execute("SELECT * FROM mrl.set_status('own')")  # counts nothing it would have to plan with mal's code
+    q = embedder.encode(["text"], kind="query")[0]
+    refused(conn, "SELECT * FROM mrl.search('own', %s, 5, filter => '{\"id\": 1}')", "42501", (q,))
+    assert {r[0] for r in mal_planner_code()} <= {roles.real("mal")} and superusers(conn, roles) == []
+    # and a new set over such a table is refused before anything reads it
+    refused(conn, "SELECT mrl.create_embedding_set('own2', 'own2', 'mal.t', 'body')", "42501", match="indexes or statistics")
+
+
+def test_planner_code_on_a_vectors_table_never_runs(shared, roles, mal_planner_code, embedder):
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("CREATE STATISTICS mal.s ON (mal.evil(0) + 0), (length(content_hash)) FROM mrl_data.own")
+        m.execute("ANALYZE mrl_data.own")
+    ran_by_analyze = len(mal_planner_code())  # mal's own ANALYZE ran it as mal: no harm
+    q = embedder.encode(["text"], kind="query")[0]
+    refused(conn, "SELECT * FROM mrl.search('own', %s, 5)", "42501", (q,), match="which pgmrl did not create")
+    with roles.sql("mal") as m:
+        m.execute("DROP STATISTICS mal.s")
+        m.execute("CREATE INDEX ON mrl_data.own ((mal.evil(0) + 1)) WHERE mal.evil(0) = 0")
+        m.execute("CREATE TABLE mal.child () INHERITS (mrl_data.own)")
+    refused(conn, "SELECT * FROM mrl.search('own', %s, 5)", "42501", (q,))
+    conn.execute("UPDATE mal.t SET body = 'changed' WHERE id = 3")
+    w = Worker(roles["worker"], max_attempts=1)
+    w.run(once=True)
+    assert w.failed >= 1
+    assert {r[0] for r in mal_planner_code()} <= {roles.real("mal")}  # only mal's own statements ran mal's code
+    assert ran_by_analyze >= 1 and superusers(conn, roles) == []
+
+
+def test_replacements_and_ids_cannot_be_pointed_at_other_sets(shared, roles, mal_table):
+    conn = shared.conn
+    docs_id = conn.execute("SELECT id FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0]
+    with roles.sql("mal") as m:
+        m.execute("SELECT mrl.create_embedding_set('own', 'own', 'mal.t', 'body')")
+        refused(m, "UPDATE mrl.embedding_sets SET replaces = %s WHERE slug = 'own'", "42501", (docs_id,))
+        refused(m, "UPDATE mrl.embedding_sets SET id = 100000 WHERE slug = 'own'", "42501")
+    conn.execute("SELECT mrl.drop_embedding_set('docs')")  # its owner can still drop it
+
+
+def test_long_keys_never_stop_the_queue(shared, roles):
+    conn = shared.conn
+    conn.execute("CREATE TABLE public.bk (id bytea PRIMARY KEY, body text)")
+    conn.execute(f"GRANT SELECT, INSERT ON public.bk TO {roles.real('writer')}")
+    shared.create_set("Bytes", "bk", "public.bk", "body")
+    with roles.sql("writer") as w:  # a 1,920-byte key fits the source's index but is 3,842 characters as text
+        w.execute("INSERT INTO public.bk SELECT decode(string_agg(md5(g::text || random()::text), ''), 'hex'), 'x' "
+                  "FROM generate_series(1, 120) g")
+        w.execute("INSERT INTO public.docs VALUES (2000, 'another set''s new row', 's')")
+    drained(shared, roles)
+    check_invariant(conn, "bk", "body", "public.bk")

@@ -99,3 +99,12 @@ AS $fn$
     SELECT owner IS NOT NULL AND EXISTS (SELECT FROM pg_roles r WHERE r.oid = owner) AND pg_has_role(owner, 'USAGE')
 $fn$;
 
+
+-- Whether the current role owns the set with this id.
+CREATE OR REPLACE FUNCTION mrl_internal._owns_set(set_id int)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner))
+$fn$;

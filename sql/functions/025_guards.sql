@@ -30,6 +30,34 @@ AS $fn$
                     WHERE p.polrelid = vt AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt))
 $fn$;
 
+-- What the planner may run while it plans any query on a table: the expressions and predicates of its indexes and
+-- its extended statistics are simplified, and a function with constant arguments in them is called then, as the
+-- user planning the query. NULL when they call only built-in (and pgvector's) code; else what they call.
+CREATE OR REPLACE FUNCTION mrl_internal._planner_code(rel regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT string_agg(DISTINCT pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
+      FROM pg_depend d
+     WHERE ((d.classid = 'pg_class'::regclass AND d.objid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = rel))
+         OR (d.classid = 'pg_statistic_ext'::regclass AND d.objid IN (SELECT x.oid FROM pg_statistic_ext x WHERE x.stxrelid = rel)))
+       AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass, 'pg_opclass'::regclass,
+                            'pg_opfamily'::regclass, 'pg_collation'::regclass)
+       AND NOT mrl_internal._trusted_object(d.refclassid, d.refobjid)
+$fn$;
+
+-- Whether reading a vectors table could run a role's code: policies other than pgmrl's, inherited children (whose
+-- indexes the planner also looks at), or index and statistics expressions (see above). What every search checks.
+CREATE OR REPLACE FUNCTION mrl_internal._read_unsafe(vt regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT mrl_internal._policies_tampered(vt) OR EXISTS (SELECT FROM pg_inherits WHERE inhparent = vt)
+        OR mrl_internal._planner_code(vt) IS NOT NULL
+$fn$;
+
 -- NULL when a vectors table carries only what pgmrl put there; else what is wrong.
 CREATE OR REPLACE FUNCTION mrl_internal._vectors_problem(vt regclass)
 RETURNS text
@@ -45,6 +73,12 @@ BEGIN
     SELECT string_agg(format('trigger %I', tgname), ', ') INTO bad FROM pg_trigger WHERE tgrelid = vt AND NOT tgisinternal;
     IF bad IS NULL THEN
         SELECT string_agg(format('rule %I', rulename), ', ') INTO bad FROM pg_rewrite WHERE ev_class = vt;
+    END IF;
+    IF bad IS NULL THEN
+        SELECT string_agg(format('inheriting table %s', inhrelid::regclass), ', ') INTO bad FROM pg_inherits WHERE inhparent = vt;
+    END IF;
+    IF bad IS NULL THEN
+        bad := mrl_internal._planner_code(vt);
     END IF;
     IF bad IS NULL AND mrl_internal._policies_tampered(vt) THEN
         SELECT string_agg(format('policy %I', polname), ', ') INTO bad FROM pg_policy WHERE polrelid = vt;
@@ -85,6 +119,10 @@ BEGIN
     END IF;
     IF (SELECT relrowsecurity FROM pg_class WHERE oid = s.source) THEN
         RETURN format('%s has row-level security enabled: its policies would run as the worker', s.source);
+    END IF;
+    problem := mrl_internal._planner_code(s.source);
+    IF problem IS NOT NULL THEN
+        RETURN format('the indexes or statistics of %s call %s: the planner would run them as the worker', s.source, problem);
     END IF;
     BEGIN
         PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));

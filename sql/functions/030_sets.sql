@@ -146,6 +146,16 @@ BEGIN
         NEW.owner := (SELECT oid FROM pg_roles WHERE rolname = current_user);
     ELSE
         NEW.owner := OLD.owner;  -- never changes
+        IF NEW.id IS DISTINCT FROM OLD.id THEN
+            RAISE EXCEPTION 'the id of embedding set "%" cannot change', OLD.slug USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    -- a replacement (mrl.alter_embedding_set) replaces a set of the same owner, never another role's
+    IF NEW.replaces IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.replaces IS DISTINCT FROM OLD.replaces)
+       AND (NEW.replaces = NEW.id OR NOT EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = NEW.replaces
+                                                   AND e.owner IS NOT DISTINCT FROM NEW.owner AND e.replaces IS NULL)) THEN
+        RAISE EXCEPTION 'embedding set "%" cannot replace set %: not a set of the same owner', NEW.slug, NEW.replaces
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF pk_col IS DISTINCT FROM NEW.pk_column OR pk_typ IS DISTINCT FROM NEW.pk_type THEN
         RAISE EXCEPTION 'embedding set "%": % (%) is not the single-column primary key of %', NEW.slug, NEW.pk_column, NEW.pk_type, NEW.source
@@ -170,7 +180,7 @@ END
 $fn$;
 
 DROP TRIGGER IF EXISTS embedding_sets_check ON mrl.embedding_sets;
-CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner
+CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF id, source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner, replaces
     ON mrl.embedding_sets FOR EACH ROW EXECUTE FUNCTION mrl_internal._check_set_row();
 
 -- Where a set may not read from: pgmrl's own schemas, the system catalogs, temporary tables, non-tables.
@@ -201,6 +211,12 @@ BEGIN
         RAISE EXCEPTION '% has row-level security enabled: its policies would run as the worker that reads it, and hide rows from it', source
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Embed a table without row-level security (e.g. a table the application fills from this one).';
+    END IF;
+    IF mrl_internal._planner_code(source) IS NOT NULL THEN
+        RAISE EXCEPTION 'the indexes or statistics of % call %: reading it would run them as the reader (the worker, or you)',
+            source, mrl_internal._planner_code(source)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'pgmrl reads only tables whose index and statistics expressions use built-in functions.';
     END IF;
 END
 $fn$;

@@ -35,6 +35,8 @@ BEGIN
                                 (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
                                   WHERE a.attrelid = s.source AND a.attnum > 0 AND NOT a.attisdropped));
         END IF;
+        -- converting the value, and comparing, would run the code of a role's type, domain or operator
+        PERFORM mrl_internal._check_columns(s.source, ARRAY[key]::name[], 'filter');
         IF jsonb_typeof(val) = 'object' OR (jsonb_typeof(val) = 'array' AND (jsonb_array_length(val) = 0 OR EXISTS (
                 SELECT FROM jsonb_array_elements(val) e WHERE jsonb_typeof(e) IN ('object', 'array', 'null')))) THEN
             RAISE EXCEPTION 'filter value for "%" must be a scalar, null or a non-empty list of scalars, got %', key, val
@@ -223,8 +225,11 @@ BEGIN
     END IF;
     cd := mrl_internal._coarse_dim(s, coarse_dim);
     PERFORM mrl_internal._require_index(s, strat);
-    IF mrl_internal._policies_tampered(s.vectors_table) THEN  -- a searcher runs no role's code either
-        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug, mrl_internal._vectors_problem(s.vectors_table)
+    IF mrl_internal._read_unsafe(s.vectors_table)  -- a searcher runs no role's code either
+       OR (filter IS NOT NULL AND (mrl_internal._planner_code(s.source) IS NOT NULL
+                                   OR (SELECT relrowsecurity FROM pg_class WHERE oid = s.source))) THEN
+        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,
+            coalesce(mrl_internal._vectors_problem(s.vectors_table), mrl_internal._tables_problem(s))
             USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the vectors table, or recreate the set.';
     END IF;
 
@@ -248,7 +253,7 @@ BEGIN
     cond := mrl_internal._filter_sql(s, filter, 5);
     src := format('%s v', s.vectors_table);
     IF cond IS NOT NULL THEN
-        src := format('%s JOIN %s src ON src.%I = v.id WHERE %s', src, s.source, s.pk_column, cond);
+        src := format('%s JOIN ONLY %s src ON src.%I = v.id WHERE %s', src, s.source, s.pk_column, cond);
     END IF;
 
     -- HNSW returns at most ef_search rows: raise it for this call (iterating past 1000, or when a filter drops

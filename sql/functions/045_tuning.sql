@@ -10,6 +10,7 @@ AS $fn$
 DECLARE
     out @vec@.vector[];
 BEGIN
+    PERFORM mrl_internal._check_tables(s);
     IF sample IS NULL OR sample < 1 OR sample > 100000 THEN
         RAISE EXCEPTION 'sample must be between 1 and 100000, got %', coalesce(sample::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;

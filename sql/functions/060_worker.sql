@@ -137,16 +137,38 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     n bigint;
+    total bigint := 0;
+    i record;
 BEGIN
-    WITH moved AS (
-        DELETE FROM mrl.queue_intake i
-         WHERE i.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
-        RETURNING i.set_id, i.ids, i.queued_at)
-    INSERT INTO mrl.queue (set_id, id, queued_at)
-    SELECT m.set_id, u.id, m.queued_at
-      FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id)
-     WHERE u.id IS NOT NULL;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    BEGIN
+        WITH moved AS (
+            DELETE FROM mrl.queue_intake i
+             WHERE i.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
+            RETURNING i.set_id, i.ids, i.queued_at)
+        INSERT INTO mrl.queue (set_id, id, queued_at)
+        SELECT m.set_id, u.id, m.queued_at
+          FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id)
+         WHERE u.id IS NOT NULL;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    EXCEPTION WHEN OTHERS THEN
+        -- one statement's keys cannot be queued (whatever the reason): move the others, one statement at a time,
+        -- and keep that one in the intake with a warning, so that no set waits for it
+        RAISE WARNING 'pgmrl: expanding queued keys failed (%); moving them one statement at a time', SQLERRM;
+    END;
+    FOR i IN SELECT x.bid, x.set_id, x.ids, x.queued_at FROM mrl.queue_intake x ORDER BY x.bid
+              LIMIT max_statements FOR UPDATE SKIP LOCKED LOOP
+        BEGIN
+            INSERT INTO mrl.queue (set_id, id, queued_at)
+            SELECT i.set_id, u.id, i.queued_at FROM unnest(i.ids) u(id)
+             WHERE u.id IS NOT NULL AND EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = i.set_id);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            DELETE FROM mrl.queue_intake WHERE bid = i.bid;
+            total := total + n;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pgmrl: the keys written by statement % of set % cannot be queued: %', i.bid, i.set_id, SQLERRM;
+        END;
+    END LOOP;
+    RETURN total;
 END
 $fn$;

@@ -100,54 +100,29 @@ $fn$;
 COMMENT ON FUNCTION mrl.two_stage_search(text, text, int, int, int, jsonb, text) IS
     'Two-stage search for words: coarse HNSW on the truncated vector, exact re-rank with the full vector. A vector written as text is searched as that vector.';
 
--- Query vectors of other types: halfvec, real[] and double precision[] are searched as vector.
-CREATE OR REPLACE FUNCTION mrl.search(set_slug text, query @vec@.halfvec, k int DEFAULT 10, strategy text DEFAULT NULL,
-                                      coarse_k int DEFAULT NULL, coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.search(set_slug, query::@vec@.vector, k, strategy, coarse_k, coarse_dim, filter) $fn$;
-COMMENT ON FUNCTION mrl.search(text, @vec@.halfvec, int, text, int, int, jsonb) IS 'mrl.search with a halfvec query vector.';
-
-CREATE OR REPLACE FUNCTION mrl.search(set_slug text, query real[], k int DEFAULT 10, strategy text DEFAULT NULL,
-                                      coarse_k int DEFAULT NULL, coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.search(set_slug, query::@vec@.vector, k, strategy, coarse_k, coarse_dim, filter) $fn$;
-COMMENT ON FUNCTION mrl.search(text, real[], int, text, int, int, jsonb) IS 'mrl.search with a real[] query vector.';
-
-CREATE OR REPLACE FUNCTION mrl.search(set_slug text, query double precision[], k int DEFAULT 10, strategy text DEFAULT NULL,
-                                      coarse_k int DEFAULT NULL, coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.search(set_slug, query::real[]::@vec@.vector, k, strategy, coarse_k, coarse_dim, filter) $fn$;
-COMMENT ON FUNCTION mrl.search(text, double precision[], int, text, int, int, jsonb) IS 'mrl.search with a double precision[] query vector.';
-
-CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query @vec@.halfvec, k int DEFAULT 10, coarse_k int DEFAULT NULL,
-                                                coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL, strategy text DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.two_stage_search(set_slug, query::@vec@.vector, k, coarse_k, coarse_dim, filter, strategy) $fn$;
-COMMENT ON FUNCTION mrl.two_stage_search(text, @vec@.halfvec, int, int, int, jsonb, text) IS 'mrl.two_stage_search with a halfvec query vector.';
-
-CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query real[], k int DEFAULT 10, coarse_k int DEFAULT NULL,
-                                                coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL, strategy text DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.two_stage_search(set_slug, query::@vec@.vector, k, coarse_k, coarse_dim, filter, strategy) $fn$;
-COMMENT ON FUNCTION mrl.two_stage_search(text, real[], int, int, int, jsonb, text) IS 'mrl.two_stage_search with a real[] query vector.';
-
-CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query double precision[], k int DEFAULT 10, coarse_k int DEFAULT NULL,
-                                                coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL, strategy text DEFAULT NULL)
-RETURNS TABLE (id text, distance double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$ SELECT * FROM mrl.two_stage_search(set_slug, query::real[]::@vec@.vector, k, coarse_k, coarse_dim, filter, strategy) $fn$;
-COMMENT ON FUNCTION mrl.two_stage_search(text, double precision[], int, int, int, jsonb, text) IS 'mrl.two_stage_search with a double precision[] query vector.';
+-- Query vectors of other types: halfvec, real[] and double precision[] are searched as vector (one overload each).
+DO $overloads$
+DECLARE
+    typ text;
+    conv text;
+BEGIN
+    FOREACH typ IN ARRAY ARRAY['@vec@.halfvec', 'real[]', 'double precision[]'] LOOP
+        conv := CASE WHEN typ = 'double precision[]' THEN 'query::real[]::@vec@.vector' ELSE 'query::@vec@.vector' END;
+        EXECUTE format($sql$
+            CREATE OR REPLACE FUNCTION mrl.search(set_slug text, query %1$s, k int DEFAULT 10, strategy text DEFAULT NULL,
+                                                  coarse_k int DEFAULT NULL, coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL)
+            RETURNS TABLE (id text, distance double precision) LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+            AS 'SELECT * FROM mrl.search(set_slug, %2$s, k, strategy, coarse_k, coarse_dim, filter)';
+            COMMENT ON FUNCTION mrl.search(text, %1$s, int, text, int, int, jsonb) IS 'mrl.search with a %1$s query vector.';
+            CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query %1$s, k int DEFAULT 10, coarse_k int DEFAULT NULL,
+                                                            coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL, strategy text DEFAULT NULL)
+            RETURNS TABLE (id text, distance double precision) LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+            AS 'SELECT * FROM mrl.two_stage_search(set_slug, %2$s, k, coarse_k, coarse_dim, filter, strategy)';
+            COMMENT ON FUNCTION mrl.two_stage_search(text, %1$s, int, int, int, jsonb, text) IS 'mrl.two_stage_search with a %1$s query vector.';
+            $sql$, typ, conv);
+    END LOOP;
+END
+$overloads$;
 
 -- Sync mode: statement-level trigger that embeds the new texts inside the writing transaction, so the vectors
 -- are visible at COMMIT. If the sidecar cannot be reached the write fails (never silently skips).

@@ -72,6 +72,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._check_columns(regclass, name[], text), mrl_internal._text_expr(regclass, text),
     mrl_internal._check_source(regclass), mrl_internal._may_see(regclass, oid), mrl_internal._owns(oid),
     mrl_internal._vector_text(text), mrl_internal._trusted_object(oid, oid), mrl_internal._vectors_problem(regclass), mrl_internal._policies_tampered(regclass),
+    mrl_internal._planner_code(regclass), mrl_internal._read_unsafe(regclass), mrl_internal._owns_set(int),
     mrl_internal._tables_problem(mrl.embedding_sets), mrl_internal._check_tables(mrl.embedding_sets),
     mrl_internal._trigger_set(text, oid, name, text, text, text, regproc),
     mrl_internal._changed_rows(mrl.embedding_sets, text),
@@ -86,6 +87,7 @@ GRANT EXECUTE ON FUNCTION
 DO $grants$
 DECLARE
     s record;
+    t text;
 BEGIN
     IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('pgmrl_worker', 'pgmrl_admin')) < 2 THEN
         RETURN;
@@ -106,33 +108,18 @@ BEGIN
     -- the worker serves every set; an administrator changes only its own sets, their rotations and queued work,
     -- and its own configs (never the built-in ones)
     DROP POLICY IF EXISTS mrl_service ON mrl.embedding_sets;
-    DROP POLICY IF EXISTS mrl_worker ON mrl.embedding_sets;
-    CREATE POLICY mrl_worker ON mrl.embedding_sets TO pgmrl_worker USING (true) WITH CHECK (true);
-    DROP POLICY IF EXISTS mrl_owners ON mrl.embedding_sets;
-    CREATE POLICY mrl_owners ON mrl.embedding_sets TO pgmrl_admin
-        USING (mrl_internal._owns(owner)) WITH CHECK (mrl_internal._owns(owner));
     DROP POLICY IF EXISTS mrl_service ON mrl.rotation_components;
-    DROP POLICY IF EXISTS mrl_worker ON mrl.rotation_components;
-    CREATE POLICY mrl_worker ON mrl.rotation_components TO pgmrl_worker USING (true) WITH CHECK (true);
-    DROP POLICY IF EXISTS mrl_owners ON mrl.rotation_components;
-    CREATE POLICY mrl_owners ON mrl.rotation_components TO pgmrl_admin
-        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
-        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
+    FOREACH t IN ARRAY ARRAY['mrl.embedding_sets', 'mrl.rotation_components', 'mrl.queue', 'mrl.queue_intake'] LOOP
+        EXECUTE format('DROP POLICY IF EXISTS mrl_worker ON %s', t);
+        EXECUTE format('CREATE POLICY mrl_worker ON %s TO pgmrl_worker USING (true) WITH CHECK (true)', t);
+        EXECUTE format('DROP POLICY IF EXISTS mrl_owners ON %s', t);
+        EXECUTE format('CREATE POLICY mrl_owners ON %s TO pgmrl_admin USING (%2$s) WITH CHECK (%2$s)', t,
+                       CASE WHEN t = 'mrl.embedding_sets' THEN 'mrl_internal._owns(owner)'
+                            ELSE 'mrl_internal._owns_set(set_id)' END);
+    END LOOP;
     DROP POLICY IF EXISTS mrl_owners ON mrl.embedding_configs;
     CREATE POLICY mrl_owners ON mrl.embedding_configs TO pgmrl_admin
         USING (NOT builtin AND mrl_internal._owns(owner)) WITH CHECK (NOT builtin AND mrl_internal._owns(owner));
-    DROP POLICY IF EXISTS mrl_worker ON mrl.queue;
-    CREATE POLICY mrl_worker ON mrl.queue TO pgmrl_worker USING (true) WITH CHECK (true);
-    DROP POLICY IF EXISTS mrl_owners ON mrl.queue;
-    CREATE POLICY mrl_owners ON mrl.queue TO pgmrl_admin
-        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
-        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
-    DROP POLICY IF EXISTS mrl_worker ON mrl.queue_intake;
-    CREATE POLICY mrl_worker ON mrl.queue_intake TO pgmrl_worker USING (true) WITH CHECK (true);
-    DROP POLICY IF EXISTS mrl_owners ON mrl.queue_intake;
-    CREATE POLICY mrl_owners ON mrl.queue_intake TO pgmrl_admin
-        USING (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)))
-        WITH CHECK (EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner)));
     -- set administrators: the registry (the trigger embedding_sets_check validates what they write), the queue,
     -- the storage schema, and every function (the worker's ones too, for `pgmrl refit` and load_vectors).
     GRANT INSERT, UPDATE, DELETE ON mrl.embedding_sets, mrl.embedding_configs, mrl.rotation_components,

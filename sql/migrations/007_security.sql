@@ -25,3 +25,8 @@ ALTER TABLE mrl.embedding_configs ADD COLUMN owner oid;
 ALTER TABLE mrl.embedding_configs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mrl.queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mrl.queue_intake ENABLE ROW LEVEL SECURITY;
+
+-- Keys of any length (a bytea or numeric key is far longer as text than the index row limit allows): the queue's
+-- lookup index holds a digest of the key, not the key.
+DROP INDEX mrl.queue_set_id_idx;
+CREATE INDEX queue_set_id_idx ON mrl.queue (set_id, md5(id));
