@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the shared-database checks cost, against their baselines in one run:
 
-1. Search: mrl.search's check of the vectors table's policies (mrl_internal._policies_tampered), per call, against
+1. Search: mrl.search's check of the vectors table (mrl_internal._read_unsafe: policies, inheriting tables, index
+   and statistics expressions), per call, against
    an empty function call; and a whole two-stage search (real Debian vectors and queries) for scale.
 2. Batches: the worker's check of a set's tables (mrl_internal._tables_problem) against the same empty call, and
    against the time of a worker batch of 256 rows (embedding excluded: _fetch_texts + _apply_batch).
@@ -73,7 +74,7 @@ def main() -> None:
                       "SET search_path = pg_catalog, pg_temp AS 'SELECT $1 IS NULL'")
             n = 2000
             noop = in_server(k, "pg_temp.noop(%s::regclass)", (vt,), n)
-            policies = in_server(k, "mrl_internal._policies_tampered(%s::regclass)", (vt,), n)
+            policies = in_server(k, "mrl_internal._read_unsafe(%s::regclass)", (vt,), n)
             tables = in_server(k, f"mrl_internal._tables_problem({set_row}) IS NULL", None, 500)
             search = statistics.median(
                 timed(k, "SELECT * FROM mrl.search('sec', %s, 10)", (q,), 1) for q in queries)

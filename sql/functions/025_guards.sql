@@ -26,8 +26,11 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = vt AND (NOT p.polpermissive OR p.polname NOT IN
                      ('mrl_source_readers', 'mrl_worker', 'mrl_sync_writers', 'mrl_sync_updaters', 'mrl_sync_deleters')))
-        OR EXISTS (SELECT FROM pg_policy p JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
-                    WHERE p.polrelid = vt AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt))
+        OR EXISTS (SELECT FROM pg_policy p
+                    CROSS JOIN LATERAL (SELECT FROM pg_depend d
+                                         WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                                           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt) OFFSET 0) z
+                    WHERE p.polrelid = vt)
 $fn$;
 
 -- What the planner may run while it plans any query on a table: the expressions and predicates of its indexes and
@@ -38,13 +41,21 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT string_agg(DISTINCT pg_describe_object(d.refclassid, d.refobjid, 0), ', ')
-      FROM pg_depend d
-     WHERE ((d.classid = 'pg_class'::regclass AND d.objid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = rel))
-         OR (d.classid = 'pg_statistic_ext'::regclass AND d.objid IN (SELECT x.oid FROM pg_statistic_ext x WHERE x.stxrelid = rel)))
-       AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass, 'pg_opclass'::regclass,
-                            'pg_opfamily'::regclass, 'pg_collation'::regclass)
-       AND NOT mrl_internal._trusted_object(d.refclassid, d.refobjid)
+    SELECT string_agg(DISTINCT r.what, ', ')
+      FROM (SELECT 'pg_class'::regclass AS classid, i.indexrelid AS objid FROM pg_index i WHERE i.indrelid = rel
+            UNION ALL
+            SELECT 'pg_statistic_ext'::regclass, x.oid FROM pg_statistic_ext x WHERE x.stxrelid = rel) o
+    CROSS JOIN LATERAL (
+           SELECT pg_describe_object(d.refclassid, d.refobjid, 0) AS what
+             FROM pg_depend d
+            WHERE d.classid = o.classid AND d.objid = o.objid
+              AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass, 'pg_opclass'::regclass,
+                                   'pg_opfamily'::regclass, 'pg_collation'::regclass)
+              AND d.refobjid >= mrl_internal._first_normal_oid()
+              AND (SELECT e.refobjid FROM pg_depend e
+                    WHERE e.classid = d.refclassid AND e.objid = d.refobjid AND e.deptype = 'e' LIMIT 1)
+                  IS DISTINCT FROM (SELECT x.oid FROM pg_extension x WHERE x.extname = 'vector')
+           OFFSET 0) r  -- (per-object index lookups, never a join over all of pg_depend: every search runs this)
 $fn$;
 
 -- Whether reading a vectors table could run a role's code: policies other than pgmrl's, inherited children (whose
@@ -90,15 +101,22 @@ BEGIN
            AND NOT mrl_internal._trusted_object('pg_type'::regclass, a.atttypid);
     END IF;
     IF bad IS NULL THEN
-        -- what policies, defaults, generated columns, constraints and indexes call
-        SELECT string_agg(DISTINCT pg_describe_object(d.refclassid, d.refobjid, 0), ', ') INTO bad
-          FROM pg_depend d
-         WHERE ((d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = vt))
-             OR (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = vt))
-             OR (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = vt)))
-           AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass,
-                                'pg_opclass'::regclass, 'pg_opfamily'::regclass, 'pg_collation'::regclass)
-           AND NOT mrl_internal._trusted_object(d.refclassid, d.refobjid);
+        -- what defaults, generated columns and constraints call
+        SELECT string_agg(DISTINCT r.what, ', ') INTO bad
+          FROM (SELECT 'pg_attrdef'::regclass AS classid, a.oid AS objid FROM pg_attrdef a WHERE a.adrelid = vt
+                UNION ALL
+                SELECT 'pg_constraint'::regclass, c.oid FROM pg_constraint c WHERE c.conrelid = vt) o
+        CROSS JOIN LATERAL (
+           SELECT pg_describe_object(d.refclassid, d.refobjid, 0) AS what
+             FROM pg_depend d
+            WHERE d.classid = o.classid AND d.objid = o.objid
+              AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass, 'pg_opclass'::regclass,
+                                   'pg_opfamily'::regclass, 'pg_collation'::regclass)
+              AND d.refobjid >= mrl_internal._first_normal_oid()
+              AND (SELECT e.refobjid FROM pg_depend e
+                    WHERE e.classid = d.refclassid AND e.objid = d.refobjid AND e.deptype = 'e' LIMIT 1)
+                  IS DISTINCT FROM (SELECT x.oid FROM pg_extension x WHERE x.extname = 'vector')
+           OFFSET 0) r;  -- (indexes and statistics: mrl_internal._planner_code above)
     END IF;
     RETURN CASE WHEN bad IS NULL THEN NULL
                 ELSE format('%s carries %s, which pgmrl did not create', vt, bad) END;
