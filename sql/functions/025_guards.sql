@@ -36,7 +36,8 @@ $fn$;
 -- What the planner may run while it plans any query on a table: the expressions and predicates of its indexes and
 -- its extended statistics are simplified, and a function with constant arguments in them is called then, as the
 -- user planning the query. NULL when they call only built-in (and pgvector's) code; else what they call.
-CREATE OR REPLACE FUNCTION mrl_internal._planner_code(rel regclass)
+DROP FUNCTION IF EXISTS mrl_internal._planner_code(regclass);  -- (an earlier one-argument form)
+CREATE OR REPLACE FUNCTION mrl_internal._planner_code(rel regclass, with_defaults bool DEFAULT false)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -44,7 +45,11 @@ AS $fn$
     SELECT string_agg(DISTINCT r.what, ', ')
       FROM (SELECT 'pg_class'::regclass AS classid, i.indexrelid AS objid FROM pg_index i WHERE i.indrelid = rel
             UNION ALL
-            SELECT 'pg_statistic_ext'::regclass, x.oid FROM pg_statistic_ext x WHERE x.stxrelid = rel) o
+            SELECT 'pg_statistic_ext'::regclass, x.oid FROM pg_statistic_ext x WHERE x.stxrelid = rel
+            UNION ALL  -- with_defaults: also what column defaults, generated columns and constraints call (run on writes)
+            SELECT 'pg_attrdef'::regclass, a.oid FROM pg_attrdef a WHERE with_defaults AND a.adrelid = rel
+            UNION ALL
+            SELECT 'pg_constraint'::regclass, c.oid FROM pg_constraint c WHERE with_defaults AND c.conrelid = rel) o
     CROSS JOIN LATERAL (
            SELECT pg_describe_object(d.refclassid, d.refobjid, 0) AS what
              FROM pg_depend d
@@ -88,9 +93,6 @@ BEGIN
     IF bad IS NULL THEN
         SELECT string_agg(format('inheriting table %s', inhrelid::regclass), ', ') INTO bad FROM pg_inherits WHERE inhparent = vt;
     END IF;
-    IF bad IS NULL THEN
-        bad := mrl_internal._planner_code(vt);
-    END IF;
     IF bad IS NULL AND mrl_internal._policies_tampered(vt) THEN
         SELECT string_agg(format('policy %I', polname), ', ') INTO bad FROM pg_policy WHERE polrelid = vt;
     END IF;
@@ -101,22 +103,7 @@ BEGIN
            AND NOT mrl_internal._trusted_object('pg_type'::regclass, a.atttypid);
     END IF;
     IF bad IS NULL THEN
-        -- what defaults, generated columns and constraints call
-        SELECT string_agg(DISTINCT r.what, ', ') INTO bad
-          FROM (SELECT 'pg_attrdef'::regclass AS classid, a.oid AS objid FROM pg_attrdef a WHERE a.adrelid = vt
-                UNION ALL
-                SELECT 'pg_constraint'::regclass, c.oid FROM pg_constraint c WHERE c.conrelid = vt) o
-        CROSS JOIN LATERAL (
-           SELECT pg_describe_object(d.refclassid, d.refobjid, 0) AS what
-             FROM pg_depend d
-            WHERE d.classid = o.classid AND d.objid = o.objid
-              AND d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass, 'pg_opclass'::regclass,
-                                   'pg_opfamily'::regclass, 'pg_collation'::regclass)
-              AND d.refobjid >= mrl_internal._first_normal_oid()
-              AND (SELECT e.refobjid FROM pg_depend e
-                    WHERE e.classid = d.refclassid AND e.objid = d.refobjid AND e.deptype = 'e' LIMIT 1)
-                  IS DISTINCT FROM (SELECT x.oid FROM pg_extension x WHERE x.extname = 'vector')
-           OFFSET 0) r;  -- (indexes and statistics: mrl_internal._planner_code above)
+        bad := mrl_internal._planner_code(vt, true);
     END IF;
     RETURN CASE WHEN bad IS NULL THEN NULL
                 ELSE format('%s carries %s, which pgmrl did not create', vt, bad) END;
