@@ -128,10 +128,13 @@ def record_url(dsn: str, url: str, token: str | None) -> bool:
     with connect(dsn, autocommit=True) as conn:
         if conn.execute("SELECT to_regprocedure('mrl.configure_sidecar(text, text, numeric)')").fetchone()[0] is None:
             return False
-        current = dict(conn.execute("SELECT key, value FROM mrl.settings WHERE key IN ('sidecar_url', 'sidecar_token')"))
-        if current.get("sidecar_url") == url and (token is None or current.get("sidecar_token") == token):
-            return True
+        if not conn.execute("SELECT mrl.sql_embedding_available()").fetchone()[0]:
+            return True  # no plpython3u: SQL never calls the sidecar, nothing to record
         try:
+            current = dict(conn.execute(
+                "SELECT key, value FROM mrl.settings WHERE key IN ('sidecar_url', 'sidecar_token')").fetchall())
+            if current.get("sidecar_url") == url and (token is None or current.get("sidecar_token") == token):
+                return True
             conn.execute("SELECT mrl.configure_sidecar(%s, %s)", (url, token))
         except psycopg.errors.InsufficientPrivilege:
             log.warning("this login may not record the sidecar's URL in mrl.settings (SQL's mrl.embed uses it): run "
