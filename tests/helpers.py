@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 def make_docs_table(conn, records, table: str = "docs") -> None:
@@ -41,3 +42,10 @@ def cosine(a, b) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def login_dsn(dsn: str, user: str, password: str) -> str:
+    """The same server and database as `dsn`, as another login role."""
+    params = conninfo_to_dict(dsn)
+    params.update(user=user, password=password)
+    return make_conninfo(**params)

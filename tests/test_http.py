@@ -197,7 +197,7 @@ def test_every_database_endpoint_needs_a_token_even_on_loopback(dsn, embedder):
 
 
 def test_body_cap_and_no_echo(dsn, embedder):
-    from pgmrl.http import MAX_BODY
+    from pgmrl.auth import MAX_BODY
 
     app = create_app(dsn, token=TOKEN)
     with TestClient(app) as tc:
@@ -235,7 +235,7 @@ def api_roles(dsn, server_dsn, client, corpus):
     client.create_set("Docs", "docs", "docs", "body")
     Worker(dsn).run(once=True)
     client.conn.execute(f"CREATE SCHEMA adm AUTHORIZATION {names['admin']}")
-    client.conn.execute(f"CREATE TABLE adm.notes (id int PRIMARY KEY, body text)")
+    client.conn.execute("CREATE TABLE adm.notes (id int PRIMARY KEY, body text)")
     client.conn.execute(f"ALTER TABLE adm.notes OWNER TO {names['admin']}")
     yield names, login
     with psycopg.connect(server_dsn, autocommit=True) as conn:

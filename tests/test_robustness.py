@@ -4,12 +4,12 @@ import uuid
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from pgmrl.db import to_numpy
 from pgmrl.worker import Worker
 
-from helpers import check_invariant, cosine
+from helpers import check_invariant, cosine, login_dsn
 
 TEXTS = [
     "Ein Paket für die Verwaltung von Zertifikaten",
@@ -46,9 +46,7 @@ def worker_dsn(dsn, server_dsn):
     name, password = f"w_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE pgmrl_worker")
-    params = conninfo_to_dict(dsn)
-    params.update(user=name, password=password)
-    yield make_conninfo(**params)
+    yield login_dsn(dsn, name, password)
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {conninfo_to_dict(dsn)['dbname']} WITH (FORCE)")
         conn.execute(f"DROP ROLE {name}")

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from pgmrl.worker import Worker
 
-from helpers import check_invariant, pending
+from helpers import check_invariant, login_dsn, pending
 
 DATA = Path(__file__).parent / "data" / "debian-60.jsonl"
 ROLE_NAMES = ("mal", "alice", "bob", "writer", "worker", "reader")
@@ -48,9 +48,7 @@ def roles(dsn, server_dsn):
         for name in ROLE_NAMES:
             role, password = f"{name}_{suffix}", uuid.uuid4().hex
             conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-            params = conninfo_to_dict(dsn)
-            params.update(user=role, password=password)
-            created[name] = make_conninfo(**params)
+            created[name] = login_dsn(dsn, role, password)
         conn.execute(f"GRANT pgmrl_admin TO mal_{suffix}")
         conn.execute(f"GRANT pgmrl_worker TO worker_{suffix}")
     yield created
@@ -115,6 +113,12 @@ def drained(shared, roles, text_expr: str = "body", table: str = "public.docs", 
         w.run(once=True)
         assert w.failed == 0
     check_invariant(shared.conn, slug, text_expr, table)
+
+
+def dead_letters(conn, roles, slug: str) -> list[str]:
+    """Runs the least-privileged worker once (one attempt per item) and returns the errors of the set's dead letters."""
+    Worker(roles["worker"], max_attempts=1).run(once=True)  # returns: whatever failed is dead-lettered
+    return [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = %s", (slug,))]
 
 
 # -- 1. text expressions: what PostgreSQL executes is checked, not the text ------------------------------------
@@ -232,9 +236,7 @@ def test_a_type_changed_after_creation_is_refused_by_triggers_and_worker(shared,
         # the trigger refuses alice's own writes from now on
         refused(a, "INSERT INTO alice.t (id, body) VALUES (200, row('y'))", "42804", match="not built in")
     assert pending(conn, "a") == 1
-    w = Worker(roles["worker"], max_attempts=1)
-    w.run(once=True)  # does not crash: the set's items are dead-lettered with the reason
-    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'a'")]
+    errors = dead_letters(conn, roles, "a")
     assert errors and all("not built in" in e for e in errors)
     assert ran(conn) == [] and superusers(conn, roles) == []
     check_invariant(conn, "docs", "body")
@@ -549,9 +551,7 @@ def test_admin_cannot_escalate_through_pgmrl_triggers(shared, roles, mal_table):
     assert superusers(conn, roles) == []
     # the worker refuses the set whose vectors table now carries mal's trigger, and runs none of it
     conn.execute("UPDATE mal.t SET body = 'changed' WHERE id = 2")
-    w = Worker(roles["worker"], max_attempts=1)
-    w.run(once=True)
-    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'own'")]
+    errors = dead_letters(conn, roles, "own")
     assert errors and all("which pgmrl did not create" in e for e in errors), errors
     assert superusers(conn, roles) == []
     check_invariant(conn, "docs", "body")
@@ -569,9 +569,7 @@ def test_worker_runs_no_code_of_table_owners(shared, roles, alice_table):
         a.execute("ALTER TABLE alice.t ENABLE ROW LEVEL SECURITY")
         a.execute("CREATE POLICY p ON alice.t USING (alice.spy())")
         a.execute("INSERT INTO alice.t (id, body) VALUES (300, 'a new row')")
-    w = Worker(roles["worker"], max_attempts=1)
-    w.run(once=True)
-    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'a'")]
+    errors = dead_letters(conn, roles, "a")
     assert errors and all("row-level security" in e for e in errors), errors
     assert ran(conn) == []
     refused(conn, "SELECT mrl.create_embedding_set('b', 'b', 'alice.t', 'body')", "42501", match="row-level security")
@@ -694,9 +692,7 @@ def test_planner_code_on_a_source_never_runs(shared, roles, mal_planner_code, em
     with roles.sql("mal") as m:
         m.execute("CREATE INDEX ON mal.t ((mal.evil(0) + id))")
         m.execute("INSERT INTO mal.t VALUES (50, 'a new row')")
-    w = Worker(roles["worker"], max_attempts=1)
-    w.run(once=True)
-    errors = [r[0] for r in conn.execute("SELECT last_error FROM mrl.failed_items WHERE slug = 'own'")]
+    errors = dead_letters(conn, roles, "own")
     assert errors and all("the planner would run them" in e for e in errors), errors
     conn.execute("SELECT * FROM mrl.set_status('own')")  # counts nothing it would have to plan with mal's code
     q = embedder.encode(["text"], kind="query")[0]

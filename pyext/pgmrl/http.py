@@ -8,9 +8,7 @@ server is bound to loopback. The token is checked and the body size capped befor
 
 from __future__ import annotations
 
-import hmac
 import json
-import ipaddress
 import threading
 import time
 from typing import Annotated, Literal
@@ -24,25 +22,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from . import __version__
+from .auth import Guard, Tokens
 from .db import connect
 from .embedders import EmbeddingConfig, get_embedder, resolve_local_model
 from .errors import PgmrlError
 from .mrl import truncate
 
 MAX_TEXT = 100_000
-MAX_BODY = 16 * 1024 * 1024  # bytes; larger requests are refused (413) before they are read
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
-MIN_TOKEN_LENGTH = 16  # for a server reachable from other hosts
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Metrics:
@@ -134,94 +121,6 @@ class FineTuneGenerateRequest(BaseModel):
     config: FineTuneConfig = FineTuneConfig()
 
 
-def parse_bearer(header: str) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive), else None."""
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
-class Tokens:
-    """Bearer tokens and the database role each one acts as (None: the sidecar's own login)."""
-
-    def __init__(self, mapping: dict[str, str | None]):
-        for token in mapping:
-            if not token or not token.strip():
-                raise PgmrlError("a blank token is refused")
-        self.mapping = dict(mapping)
-
-    def role_of(self, given: str | None) -> tuple[bool, str | None]:
-        """(known, role) for a presented token; compares every token in constant time."""
-        found, role = False, None
-        for token, r in self.mapping.items():
-            if given is not None and hmac.compare_digest(given.encode(), token.encode()):
-                found, role = True, r
-        return found, role
-
-
-class _Guard:
-    """ASGI middleware: caps the body size and checks the token before anything reads the body."""
-
-    def __init__(self, app, tokens: Tokens, open_embed: bool):
-        self.app = app
-        self.tokens = tokens
-        self.open_embed = open_embed
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return await self._refuse(send, 413, f"request body over {MAX_BODY} bytes")
-        path = scope.get("path", "")
-        presented = headers.get("authorization")
-        known, role = self.tokens.role_of(parse_bearer(presented or ""))
-        open_path = path in OPEN_PATHS or (self.open_embed and path == "/v1/embed" and presented is None)
-        if not known and not open_path:  # (a wrong token is refused even where none is needed: it is a mistake)
-            return await self._refuse(send, 401, "missing or wrong bearer token",
-                                      [(b"www-authenticate", b"Bearer")])
-        scope.setdefault("state", {})["role"] = role if known else None
-        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            receive = await self._bounded(receive, send)
-            if receive is None:
-                return None
-        return await self.app(scope, receive, send)
-
-    async def _bounded(self, receive, send):
-        """Reads a body of unknown length up to the cap, then replays it (None: refused)."""
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return receive
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > MAX_BODY:
-                await self._refuse(send, 413, f"request body over {MAX_BODY} bytes")
-                return None
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return replay
-
-    @staticmethod
-    async def _refuse(send, status: int, detail: str, extra=()) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                *extra]})
-        await send({"type": "http.response.body", "body": body})
-
-
 def _status_of(exc: psycopg.Error) -> int:
     state = exc.sqlstate or ""
     if not state and isinstance(exc, psycopg.DataError):
@@ -261,11 +160,11 @@ def create_app(dsn: str, tokens: Tokens | dict[str, str | None] | None = None, m
     app = FastAPI(title="pgmrl sidecar", version=__version__,
                   description="Embeddings for PostgreSQL (mrl.embed) and apps; embedding configs, sets and search. "
                               "Send `Authorization: Bearer <token>`: requests run as the token's database role.")
-    app.add_middleware(_Guard, tokens=tokens, open_embed=open_embed)
+    app.add_middleware(Guard, tokens=tokens, open_embed=open_embed)
     app.state.metrics = metrics
     app.state.db = db
     app.state.default_config = default_config
-    auth: list = []  # the token is checked by _Guard, before the body is read
+    auth: list = []  # the token is checked by auth.Guard, before the body is read
 
     @app.exception_handler(psycopg.Error)
     async def _pg_error(request, exc: psycopg.Error):

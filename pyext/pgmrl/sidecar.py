@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import stat
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 
+from .auth import MIN_TOKEN_LENGTH, Tokens, default_token_file, generated_token, is_loopback, read_tokens_file
 from .db import connect
 from .embedders import EmbeddingConfig, get_embedder
 from .errors import PgmrlError
-from .http import MIN_TOKEN_LENGTH, Metrics, Tokens, create_app, is_loopback
+from .http import Metrics, create_app
 from .worker import Worker
 
 log = logging.getLogger("pgmrl.sidecar")
@@ -38,52 +36,6 @@ def check_bind(host: str, token: str | None) -> None:
     if not is_loopback(host) and len(token.strip()) < MIN_TOKEN_LENGTH:
         raise PgmrlError(f"refusing to listen on {host} with a {len(token.strip())}-character token: use at least "
                          f"{MIN_TOKEN_LENGTH} random characters (e.g. `openssl rand -hex 32`)")
-
-
-def default_token_file() -> Path:
-    import platformdirs
-
-    return platformdirs.user_config_path("pgmrl") / "sidecar-token"
-
-
-def generated_token(path: Path) -> str:
-    """The token in `path` (only its owner may read it), created with a random one when missing."""
-    path = Path(path).expanduser()
-    if path.exists():
-        st = path.stat()
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or st.st_uid != os.getuid():
-            raise PgmrlError(f"{path} may be read by others (mode {stat.filemode(st.st_mode)}): "
-                             f"chmod 600 it, or remove it to get a new token")
-        token = path.read_text(encoding="utf-8").strip()
-        if len(token) >= MIN_TOKEN_LENGTH:
-            return token
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
-    return token
-
-
-def read_tokens_file(path: Path) -> dict[str, str | None]:
-    """Lines `ROLE TOKEN` (# comments); the file must be readable by its owner only."""
-    path = Path(path).expanduser()
-    st = path.stat()
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PgmrlError(f"{path} may be read by others (mode {stat.filemode(st.st_mode)}): chmod 600 it")
-    out: dict[str, str | None] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) != 2 or len(parts[1]) < MIN_TOKEN_LENGTH:
-            raise PgmrlError(f"{path}:{n}: expected `ROLE TOKEN` with a token of at least {MIN_TOKEN_LENGTH} characters")
-        out[parts[1]] = parts[0]
-    if not out:
-        raise PgmrlError(f"{path} holds no token")
-    return out
 
 
 def login_info(dsn: str) -> tuple[str, bool]:

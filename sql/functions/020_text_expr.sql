@@ -61,6 +61,21 @@ BEGIN
 END
 $fn$;
 
+-- Raises unless the current role may read the source (a set's creator must).
+CREATE OR REPLACE FUNCTION mrl_internal._check_readable(source regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT has_table_privilege(source, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %: the role creating an embedding set must be able to read its source', source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT ON %s TO %I (as its owner), or create the set as a role that can read it.', source, current_user);
+    END IF;
+END
+$fn$;
+
 -- Returns the canonical SQL expression to embed and the source columns it reads. Runs as the caller (who must be
 -- able to read the source); needs the TEMP privilege for the throw-away view.
 CREATE OR REPLACE FUNCTION mrl_internal._text_expr(source regclass, text_column text, OUT expr text, OUT columns name[])
@@ -83,11 +98,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name the column to embed, or give an expression such as title || '' '' || body.';
     END IF;
-    IF NOT has_table_privilege(source, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied for table %: the role creating an embedding set must be able to read its source', source
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = format('GRANT SELECT ON %s TO %I (as its owner), or create the set as a role that can read it.', source, current_user);
-    END IF;
+    PERFORM mrl_internal._check_readable(source);
     -- One expression only: no statement separators or comments outside literals and quoted identifiers.
     stripped := regexp_replace(text_column, '''(?:[^'']|'''')*''', ' ', 'g');
     stripped := regexp_replace(stripped, '"(?:[^"]|"")*"', ' ', 'g');

@@ -110,6 +110,29 @@ BEGIN
 END
 $fn$;
 
+-- NULL when reading a source runs no role's code (row-level security policies, planner-evaluated expressions);
+-- else what would run. Checked at creation, by the worker, by filtered searches and by mrl.set_status.
+CREATE OR REPLACE FUNCTION mrl_internal._source_problem(source regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    code text;
+BEGIN
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = source) THEN
+        RETURN format('%s has row-level security enabled: its policies would run as whoever reads it (the worker, '
+                      'a searcher), and hide rows from the worker', source);
+    END IF;
+    code := mrl_internal._planner_code(source);
+    IF code IS NOT NULL THEN
+        RETURN format('the indexes or statistics of %s call %s: the planner would run them as whoever reads it '
+                      '(the worker, a searcher)', source, code);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
 -- NULL when the set's tables are safe to read and write; else what is wrong.
 CREATE OR REPLACE FUNCTION mrl_internal._tables_problem(s mrl.embedding_sets)
 RETURNS text
@@ -122,12 +145,9 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
         RETURN format('the source table of embedding set "%s" was dropped', s.slug);
     END IF;
-    IF (SELECT relrowsecurity FROM pg_class WHERE oid = s.source) THEN
-        RETURN format('%s has row-level security enabled: its policies would run as the worker', s.source);
-    END IF;
-    problem := mrl_internal._planner_code(s.source);
+    problem := mrl_internal._source_problem(s.source);
     IF problem IS NOT NULL THEN
-        RETURN format('the indexes or statistics of %s call %s: the planner would run them as the worker', s.source, problem);
+        RETURN problem;
     END IF;
     BEGIN
         PERFORM mrl_internal._check_columns(s.source, s.text_columns || s.pk_column, format('embedding set "%s"', s.slug));

@@ -226,8 +226,7 @@ BEGIN
     cd := mrl_internal._coarse_dim(s, coarse_dim);
     PERFORM mrl_internal._require_index(s, strat);
     IF mrl_internal._read_unsafe(s.vectors_table)  -- a searcher runs no role's code either
-       OR (filter IS NOT NULL AND (mrl_internal._planner_code(s.source) IS NOT NULL
-                                   OR (SELECT relrowsecurity FROM pg_class WHERE oid = s.source))) THEN
+       OR (filter IS NOT NULL AND mrl_internal._source_problem(s.source) IS NOT NULL) THEN
         RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,
             coalesce(mrl_internal._vectors_problem(s.vectors_table), mrl_internal._tables_problem(s))
             USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the vectors table, or recreate the set.';

@@ -23,7 +23,7 @@ DECLARE
     n_vec bigint;
 BEGIN
     -- counts only tables that run nobody's code (a source's row-level security, a changed vectors table)
-    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source AND NOT relrowsecurity) AND mrl_internal._planner_code(s.source) IS NULL THEN
+    IF EXISTS (SELECT FROM pg_class WHERE oid = s.source) AND mrl_internal._source_problem(s.source) IS NULL THEN
         EXECUTE format('SELECT count(*) FROM ONLY %s', s.source) INTO n_rows;
     END IF;
     IF mrl_internal._vectors_problem(s.vectors_table) IS NULL THEN
