@@ -19,7 +19,7 @@ import time
 from corpus import DATA, database, records as load_records
 from pgmrl import Client
 from pgmrl.db import connect
-from pgmrl.embedders import EmbeddingConfig, get_embedder
+from pgmrl.embedding import EmbeddingConfig, get_embedder
 from pgmrl.worker import Worker
 
 

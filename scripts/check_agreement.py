@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from corpus import DATA, database, records as load_records, vectors
-from pgmrl import Client, mrl
+from pgmrl import Client
+from pgmrl import matryoshka as mrl
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgmrl.server import EmbeddedServer
+from pgmrl.embedded.server import EmbeddedServer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

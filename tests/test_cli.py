@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgmrl.server import EmbeddedServer
+from pgmrl.embedded.server import EmbeddedServer
 
 
 def pgmrl(*args, env=None, timeout=600, check=True):

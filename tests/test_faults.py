@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from pgmrl.client import Client
-from pgmrl.server import EmbeddedServer
+from pgmrl.embedded.server import EmbeddedServer
 from pgmrl.worker import Worker
 
 from helpers import check_invariant, pending

@@ -7,10 +7,10 @@ import numpy as np
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from pgmrl import finetune
+from pgmrl.finetune import pairs as finetune
 from pgmrl.cli import cli
-from pgmrl.embedders import get_embedder
-from pgmrl.http import create_app
+from pgmrl.embedding import get_embedder
+from pgmrl.sidecar import create_app
 
 
 def test_query_generator_methods(corpus):

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from pgmrl import guide
 from pgmrl.cli import cli
-from pgmrl.http import create_app
+from pgmrl.sidecar import create_app
 
 FLAGS = ("llm_rerank", "storage", "domain", "multilingual", "code", "speed")
 

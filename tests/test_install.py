@@ -2,7 +2,7 @@
 
 import psycopg
 
-from pgmrl import sqlinstall
+from pgmrl import schema as sqlinstall
 from pgmrl.client import Client
 
 from conftest import with_db

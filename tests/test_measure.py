@@ -4,7 +4,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pgmrl import mrl
+from pgmrl import matryoshka as mrl
 
 
 def exact_ids(client, q, k=10, **kw):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pgmrl import mrl
+from pgmrl import matryoshka as mrl
 
 
 def test_truncate_renormalises():

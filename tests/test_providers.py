@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from pgmrl.embedders import EmbeddingConfig, get_embedder
-from pgmrl.providers import OllamaEmbedder, OpenAIEmbedder, ProviderError, retry_after_seconds
+from pgmrl.embedding import EmbeddingConfig, get_embedder
+from pgmrl.embedding.remote import OllamaEmbedder, OpenAIEmbedder, ProviderError, retry_after_seconds
 from pgmrl.worker import Worker
 
 from helpers import check_invariant

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pgmrl import mrl
+from pgmrl import matryoshka as mrl
 from pgmrl.db import to_numpy
 from pgmrl.worker import Worker
 

@@ -505,7 +505,7 @@ def test_worker_reaches_sources_outside_public(client, roles, embedder):
 
 
 def test_generated_token_file_is_private(dsn, tmp_path):
-    from pgmrl.sidecar import resolve_tokens
+    from pgmrl.sidecar.runner import resolve_tokens
 
     path = tmp_path / "cfg" / "sidecar-token"
     mapping, written = resolve_tokens(dsn, None, None, None, path)

@@ -16,9 +16,9 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import sqlinstall, textexpr
+from . import schema, textexpr
 from .db import VectorList, connect
-from .embedders import EmbeddingConfig, get_embedder
+from .embedding import EmbeddingConfig, get_embedder
 from .errors import PgmrlError
 
 
@@ -48,7 +48,7 @@ class Client:
 
     # -- schema -------------------------------------------------------------------------------------
     def install(self) -> list[str]:
-        applied = sqlinstall.install(self.conn)
+        applied = schema.install(self.conn)
         self.close()  # reconnect so the vector types are registered on the new extension
         return applied
 

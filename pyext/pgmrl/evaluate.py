@@ -19,8 +19,6 @@ import numpy as np
 
 from .errors import PgmrlError
 
-STRATEGIES = ["exact", "two_stage", "binary_two_stage", "hnsw", "coarse"]
-
 
 def recall_at(ranked: Sequence[str], relevant: set[str], k: int) -> float:
     return len(set(ranked[:k]) & relevant) / len(relevant) if relevant else 0.0

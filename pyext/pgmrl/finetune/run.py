@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from . import finetune
-from .db import connect
-from .embedders import EmbeddingConfig, resolve_local_model
-from .errors import PgmrlError
+from . import pairs as finetune
+from ..db import connect
+from ..embedding import EmbeddingConfig, resolve_local_model
+from ..errors import PgmrlError
 
 log = logging.getLogger(__name__)
 GUARD_RECALL = 0.60  # the guide: fine-tune only when the baseline Recall@10 is below 60%
@@ -76,8 +76,8 @@ def load_dataset(conn, name: str) -> tuple[str, list[tuple[str, str, str]], list
 
 def baseline_recall(dsn: str, slug: str, val: list[tuple[str, str]], progress=None) -> float:
     """Recall@10 of the set as it is (its model, its stored vectors, exact search) on the validation pairs."""
-    from . import evaluate
-    from .client import Client
+    from .. import evaluate
+    from ..client import Client
 
     qs = evaluate.QuerySet([q for _, q in val], [None] * len(val), [{d} for d, _ in val])
     with Client(dsn) as c:
@@ -187,8 +187,8 @@ def compare_on_validation(dsn: str, dataset: str, finetuned: str, dims: tuple[in
                           base: str = "all-minilm-l6-v2") -> dict:
     """Recall@10 on the validation pairs, documents = the validation documents: base (raw prefix and PCA
     rotation fitted on those documents) against the fine-tuned model (Matryoshka prefix), per dimension."""
-    from . import mrl
-    from .embedders import get_embedder
+    from .. import matryoshka as mrl
+    from ..embedding import get_embedder
 
     with connect(dsn, autocommit=True) as conn:
         _, _, val = load_dataset(conn, dataset)

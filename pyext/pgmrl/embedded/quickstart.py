@@ -14,8 +14,8 @@ from importlib import resources
 
 import numpy as np
 
-from .client import Client
-from .mrl import agreement
+from ..client import Client
+from ..matryoshka import agreement
 from .server import SIDECAR_ROLE, EmbeddedServer
 
 SLUG = "debian"
@@ -26,7 +26,7 @@ SAMPLE_QUERIES = ["web browser", "tool to compress files", "python library for s
 
 
 def sample_corpus(rows: int) -> list[dict]:
-    path = resources.files("pgmrl") / "data" / "debian-sample.jsonl.gz"
+    path = resources.files("pgmrl.embedded") / "data" / "debian-sample.jsonl.gz"
     with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
         out = []
         for line in f:
@@ -48,7 +48,7 @@ def _timed(fn, repeat: int = 5) -> tuple[object, float]:
 def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 256, echo=print) -> dict:
     from tqdm import tqdm
 
-    from .worker import Worker
+    from ..worker import Worker
 
     if rows < 1:
         raise ValueError("rows must be at least 1")

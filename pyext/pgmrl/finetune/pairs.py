@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import PgmrlError
+from ..errors import PgmrlError
 
 METHODS = ("lead", "keyphrase", "salient", "span")
 STOP = frozenset("""a about above after again all also an and any are as at be been being below between both but by
@@ -114,7 +114,7 @@ class QueryGenerator:
 
 def llm_queries(doc: str, n: int, url: str, model: str, api_key: str | None = None, timeout: float = 60) -> list[str]:
     """n search queries for a document from an OpenAI-compatible chat endpoint."""
-    from .providers import post_json
+    from ..embedding.remote import post_json
 
     headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
     body = post_json(url.rstrip("/") + "/chat/completions", {
@@ -184,7 +184,7 @@ def no_duplicate_batches(pairs: Sequence[tuple[str, str, str]], batch_size: int,
 
 def recall_at_10(query_vecs: np.ndarray, doc_vecs: np.ndarray, relevant: Sequence[int], dim: int | None = None) -> float:
     """Recall@10 of exact cosine search; relevant[i] is the row of doc_vecs that query i should find."""
-    from .mrl import truncate
+    from ..matryoshka import truncate
 
     q = truncate(query_vecs, dim) if dim else query_vecs
     d = truncate(doc_vecs, dim) if dim else doc_vecs

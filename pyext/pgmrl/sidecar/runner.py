@@ -1,4 +1,4 @@
-"""`pgmrl serve`: the worker and the HTTP server in one process."""
+"""`pgmrl serve`: runs the worker and the HTTP server in one process; resolves tokens, records the sidecar's URL."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psycopg
 
+from ..db import connect
+from ..embedding import EmbeddingConfig, get_embedder
+from ..errors import PgmrlError
+from ..worker import Metrics, Worker
+from .app import create_app
 from .auth import MIN_TOKEN_LENGTH, Tokens, default_token_file, generated_token, is_loopback, read_tokens_file
-from .db import connect
-from .embedders import EmbeddingConfig, get_embedder
-from .errors import PgmrlError
-from .http import Metrics, create_app
-from .worker import Worker
 
 log = logging.getLogger("pgmrl.sidecar")
 

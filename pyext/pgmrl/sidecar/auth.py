@@ -11,7 +11,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import PgmrlError
+from ..errors import PgmrlError
 
 MAX_BODY = 16 * 1024 * 1024  # bytes; larger requests are refused (413) before they are read
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})

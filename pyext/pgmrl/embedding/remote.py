@@ -25,8 +25,8 @@ import urllib.request
 
 import numpy as np
 
-from .embedders import Embedder, EmbeddingConfig
-from .errors import PgmrlError
+from ..errors import PgmrlError
+from .base import Embedder, EmbeddingConfig
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -181,15 +181,3 @@ class OpenAIEmbedder(HttpEmbedder):
         if [r["index"] for r in rows] != list(range(n)):
             raise ValueError("indexes do not cover the batch")
         return [r["embedding"] for r in rows]
-
-
-PROVIDERS = {"ollama": OllamaEmbedder, "openai": OpenAIEmbedder}
-
-
-def remote_embedder(config: EmbeddingConfig, **kwargs) -> HttpEmbedder:
-    try:
-        cls = PROVIDERS[config.provider]
-    except KeyError:
-        raise PgmrlError(f"unknown provider {config.provider!r} of config {config.name}; use "
-                         f"'sentence-transformers', 'ollama' or 'openai'") from None
-    return cls(config, **kwargs)

@@ -13,14 +13,14 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from .errors import PgmrlError
+from ..errors import PgmrlError
 
 MIN_PGVECTOR = (0, 7, 0)
 _LOCK_KEY = 0x6D726C  # advisory lock serialising concurrent installs
 
 
 def _files(kind: str) -> list[tuple[str, str]]:
-    folder = resources.files("pgmrl") / "sql" / kind
+    folder = resources.files("pgmrl.schema") / "sql" / kind
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import PgmrlError
+from ..errors import PgmrlError
 
 SERVICE_USER = "pgmrl"
 SIDECAR_ROLE = "pgmrl_sidecar"

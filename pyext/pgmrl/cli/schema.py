@@ -1,0 +1,41 @@
+"""Commands for the schema: install (or upgrade), and configure where SQL reaches the sidecar."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import dsn_option, resolve_dsn
+
+
+@click.command()
+@dsn_option
+@click.option("--print-sql", is_flag=True, help="Print the install script instead of running it (for psql -f).")
+@click.option("--vector-schema", default="public", show_default=True, help="With --print-sql: pgvector's schema.")
+@click.option("--plpython/--no-plpython", default=False, show_default=True,
+              help="With --print-sql: the server has plpython3u (SQL can call the sidecar).")
+def install(dsn, print_sql, vector_schema, plpython):
+    """Install or upgrade the `mrl` schema (idempotent; needs pgvector >= 0.7)."""
+    from .. import schema
+
+    if print_sql:
+        click.echo(schema.build_script(vector_schema, plpython), nl=False)
+        return
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        applied = client.install()
+    click.echo(f"pgmrl schema installed; migrations applied now: {', '.join(applied) or 'none (already current)'}")
+
+
+@click.command()
+@dsn_option
+@click.option("--sidecar-url", required=True, help="URL the database uses to reach the sidecar, e.g. http://10.0.0.5:8765.")
+@click.option("--token", envvar="PGMRL_TOKEN", help="The sidecar's bearer token [env PGMRL_TOKEN].")
+@click.option("--timeout", type=float, help="Seconds SQL waits for the sidecar (default 30).")
+def configure(dsn, sidecar_url, token, timeout):
+    """Tell the database where the sidecar is (for mrl.embed(), text searches and sync mode)."""
+    from ..db import connect
+
+    with connect(resolve_dsn(dsn), autocommit=True) as conn:
+        conn.execute("SELECT mrl.configure_sidecar(%s, %s, %s)", (sidecar_url, token, timeout))
+    click.echo(f"the database now reaches the sidecar at {sidecar_url}")

@@ -1,0 +1,138 @@
+"""Commands for embedding sets: create-set, alter-set, drop-set, status, failed, refit, search."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..strategies import STRATEGIES
+from ._common import dsn_option, json_object, resolve_dsn
+
+
+@click.command("create-set")
+@dsn_option
+@click.argument("slug")
+@click.option("--table", required=True, help="Source table (schema-qualified if needed); needs a one-column primary key.")
+@click.option("--text", "text_column", required=True, help="Column to embed, or an expression such as \"title || ' ' || body\".")
+@click.option("--name", help="Human-readable name (default: the slug).")
+@click.option("--config", default="all-minilm-l6-v2", show_default=True, help="Embedding config (`pgmrl models`).")
+@click.option("--truncate-dim", type=int, help="Coarse dimension: an MRL dim of the model, or for other models the "
+                                               "size of the fitted rotation (e.g. 128). Omit for the model's default.")
+@click.option("--no-on-create", is_flag=True, help="Do not embed inserted rows automatically.")
+@click.option("--no-on-update", is_flag=True, help="Do not re-embed rows whose text changes.")
+def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_create, no_on_update):
+    """Create an embedding set SLUG over a table; existing rows are queued for the worker."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
+        vt = client.create_set(name or slug, slug, table, text_column, config=config, truncate_dim=truncate_dim,
+                               on_create=not no_on_create, on_update=not no_on_update)
+    click.echo(f"created set {slug}; vectors in {vt}. Run `pgmrl serve` to embed the queued rows.")
+
+
+@click.command("alter-set")
+@dsn_option
+@click.argument("slug")
+@click.option("--config", help="New embedding config.")
+@click.option("--truncate-dim", type=int, help="New coarse dimension.")
+def alter_set(dsn, slug, config, truncate_dim):
+    """Re-embed set SLUG with another model or coarse dimension in the background; the old vectors keep
+    serving until the new ones are complete, then `pgmrl serve` switches them in atomically."""
+    from ..db import connect
+
+    with connect(resolve_dsn(dsn), autocommit=True) as conn:
+        click.echo(conn.execute("SELECT mrl.alter_embedding_set(%s, %s, %s)", (slug, config, truncate_dim)).fetchone()[0])
+
+
+@click.command("drop-set")
+@dsn_option
+@click.argument("slug")
+@click.confirmation_option(prompt="Drop the set, its triggers, queue and vectors?")
+def drop_set(dsn, slug):
+    """Drop an embedding set: its triggers, queue items and vectors (the source table stays)."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        client.drop_set(slug)
+    click.echo(f"dropped set {slug}")
+
+
+@click.command()
+@dsn_option
+@click.argument("slug", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(dsn, slug, as_json):
+    """Rows, embedded vectors, queued and failed items of each set (or of SLUG)."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        rows = client.status(slug)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo("no embedding sets yet (pgmrl create-set --help)")
+    for r in rows:
+        click.echo(f"{r['slug']}: {r['embedded']}/{r['rows']} rows embedded, {r['queued']} queued, {r['failed']} failed"
+                   f" | {r['config']}, coarse: {r['coarse_method']}"
+                   f"{'' if r['truncate_dim'] is None else ' ' + str(r['truncate_dim']) + '-d'}"
+                   f"{'' if r['oldest_queued_age'] is None else ' | oldest queued ' + str(r['oldest_queued_age'])}")
+
+
+@click.command()
+@dsn_option
+@click.argument("slug", required=False)
+@click.option("--retry", is_flag=True, help="Put SLUG's dead-lettered items back in the queue.")
+def failed(dsn, slug, retry):
+    """List dead-lettered items (rows that failed --max-attempts times) with their last error; --retry re-queues."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        if retry:
+            if not slug:
+                raise click.UsageError("--retry needs a SLUG")
+            click.echo(f"re-queued {client.retry_failed(slug)} item(s) of {slug}")
+            return
+        rows = client.failed_items(slug)
+    if not rows:
+        click.echo("no dead-lettered items")
+    for r in rows:
+        def printable(text) -> str:  # keys and errors may hold any text: no terminal escapes reach the screen
+            return "".join(ch if ch.isprintable() else "?" for ch in str(text or ""))
+        click.echo(f"{r['slug']} id={printable(r['id'])} attempts={r['attempts']} failed_at={r['failed_at']}: "
+                   f"{printable(r['last_error'])}")
+
+
+@click.command()
+@dsn_option
+@click.argument("slug")
+def refit(dsn, slug):
+    """Fit the set's PCA rotation now and rewrite its coarse vectors (non-MRL models)."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        n = client.refit(slug)
+    click.echo(f"fitted the rotation of {slug} on {n} vectors" if n else f"{slug}: not enough vectors to fit yet")
+
+
+@click.command()
+@dsn_option
+@click.argument("slug")
+@click.argument("query")
+@click.option("-k", "--k", default=10, show_default=True, help="Results to return.")
+@click.option("--strategy", type=click.Choice(STRATEGIES),
+              help="Default: the set's (two_stage unless changed with mrl.configure_search).")
+@click.option("--coarse-k", type=int, help="Stage-1 candidates (default: the set's, 100 or as tuned).")
+@click.option("--coarse-dim", type=int, help="Coarse dimension to search with (default: the set's).")
+@click.option("--filter", "filter_", metavar="JSON", help='Equality on source columns, e.g. \'{"section": "web"}\'.')
+def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_):
+    """Search set SLUG for QUERY (embedded here with the set's model)."""
+    from ..client import Client
+
+    flt = json_object(filter_, "--filter") if filter_ else None
+    with Client(resolve_dsn(dsn)) as client:
+        client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
+        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim, flt), 1):
+            click.echo(f"{rank:3d}  {dist:.4f}  {id_}")
