@@ -16,7 +16,8 @@ import statistics
 import threading
 import time
 
-from corpus import DATA, database, records as load_records
+from corpus import DATA, database
+from corpus import records as load_records
 from pgmrl import Client
 from pgmrl.db import connect
 from pgmrl.embedding import EmbeddingConfig, get_embedder

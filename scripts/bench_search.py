@@ -27,7 +27,8 @@ import time
 import numpy as np
 import psycopg
 
-from corpus import DATA, database, records as load_records, vectors
+from corpus import DATA, database, vectors
+from corpus import records as load_records
 from pgmrl import Client
 from pgmrl.db import connect
 
@@ -146,7 +147,7 @@ def main() -> None:
         build["rot256"] = create_set(c, "rot256", "all-minilm-l6-v2", 256, n, docs, log)
         build["raw256"] = create_set(c, "raw256", "bench-minilm-raw-prefix", 256, n, docs, log)
         for slug, dim in (("rot128", 64), ("raw256", 128), ("raw256", 64)):
-            _, build[slug][f"coarse{dim}_hnsw"] = timed(lambda: conn.execute("SELECT mrl.add_coarse_index(%s, %s)", (slug, dim)))
+            _, build[slug][f"coarse{dim}_hnsw"] = timed(lambda slug=slug, dim=dim: conn.execute("SELECT mrl.add_coarse_index(%s, %s)", (slug, dim)))
         _, build["rot128"]["full_hnsw"] = timed(lambda: conn.execute("SELECT mrl.create_full_index('rot128')"))
         _, build["rot128"]["binary_hnsw"] = timed(lambda: conn.execute("SELECT mrl.add_binary_index('rot128')"))
         log(f"  full-dimension HNSW built in {build['rot128']['full_hnsw']:.1f} s, binary in {build['rot128']['binary_hnsw']:.1f} s")
@@ -158,7 +159,7 @@ def main() -> None:
             f"(self-measured agreement {tuned[2]:.4f}) in {t_tune:.1f} s")
         sizes = {}
         for slug in ("rot128", "rot256", "raw256"):
-            for name, kind, dim, m, efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
+            for name, _kind, _dim, _m, _efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
                 sizes[name] = size
             sizes[slug + "_table"] = conn.execute("SELECT pg_table_size(mrl.vectors_table(%s))", (slug,)).fetchone()[0]
 

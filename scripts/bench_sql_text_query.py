@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 import psycopg
 
-from corpus import DATA, records as load_records, vectors
+from corpus import DATA, vectors
+from corpus import records as load_records
 from pgmrl import Client
 
 

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from corpus import DATA, database, records as load_records, vectors
+from corpus import DATA, database, vectors
+from corpus import records as load_records
 from pgmrl import Client
 from pgmrl import matryoshka as mrl
 

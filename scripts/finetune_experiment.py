@@ -21,11 +21,12 @@ import time
 
 import numpy as np
 
-from corpus import DATA, database, records as load_records, vectors
+from corpus import DATA, database, vectors
+from corpus import records as load_records
 from pgmrl import Client
 from pgmrl import matryoshka as mrl
-from pgmrl.finetune import pairs as finetune
 from pgmrl.embedding import EmbeddingConfig, get_embedder
+from pgmrl.finetune import pairs as finetune
 from pgmrl.finetune.run import generate, load_dataset, train
 
 

@@ -21,8 +21,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgmrl.client import Client
-from pgmrl.embedding import BUNDLED_MODEL, EmbeddingConfig, SentenceTransformerEmbedder, register_embedder
 from pgmrl.embedded.server import EmbeddedServer
+from pgmrl.embedding import BUNDLED_MODEL, EmbeddingConfig, SentenceTransformerEmbedder, register_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

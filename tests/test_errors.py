@@ -4,9 +4,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from pgmrl import PgmrlError
-
 from helpers import make_docs_table
+from pgmrl import PgmrlError
 
 SETUP = """
 CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text);

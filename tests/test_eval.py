@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import make_docs_table
 from pgmrl import evaluate
 from pgmrl.cli import cli
-
-from helpers import make_docs_table
 
 
 def test_metrics_by_hand():

@@ -15,11 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from helpers import check_invariant, pending
 from pgmrl.client import Client
 from pgmrl.embedded.server import EmbeddedServer
 from pgmrl.worker import Worker
-
-from helpers import check_invariant, pending
 
 pytestmark = pytest.mark.slow
 TEXT = "left(body, 300)"  # short texts keep the model fast; the machinery is what is under test
@@ -65,7 +64,8 @@ def test_kill_9_mid_batch_during_backfill(client, dsn, corpus):
     for _ in range(5):
         before = count(conn, "SELECT count(*) FROM mrl_data.docs")
         proc = start_worker(dsn)
-        wait_for(lambda: count(conn, "SELECT count(*) FROM mrl_data.docs") > before or proc.poll() is not None,
+        wait_for(lambda before=before, proc=proc: count(conn, "SELECT count(*) FROM mrl_data.docs") > before
+                 or proc.poll() is not None,
                  120, "the worker to make progress")
         time.sleep(random.uniform(0.2, 1.0))  # somewhere inside a batch
         if proc.poll() is None:

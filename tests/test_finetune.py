@@ -7,9 +7,9 @@ import numpy as np
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from pgmrl.finetune import pairs as finetune
 from pgmrl.cli import cli
 from pgmrl.embedding import get_embedder
+from pgmrl.finetune import pairs as finetune
 from pgmrl.sidecar import create_app
 
 

@@ -12,12 +12,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from helpers import check_invariant, cosine, make_docs_table
 from pgmrl import PgmrlError
 from pgmrl.sidecar import create_app
 from pgmrl.sidecar.runner import check_bind
 from pgmrl.worker import Worker
-
-from helpers import check_invariant, cosine, make_docs_table
 
 TOKEN = "t0ken-for-tests"
 

@@ -2,10 +2,9 @@
 
 import psycopg
 
+from conftest import with_db
 from pgmrl import schema as sqlinstall
 from pgmrl.client import Client
-
-from conftest import with_db
 
 MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql",
               "005_providers_finetune.sql", "006_queue_intake.sql", "007_security.sql"]

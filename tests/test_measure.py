@@ -105,9 +105,9 @@ def test_extra_coarse_index_serves_coarse_dim(loaded, corpus_vectors):
     assert index_scans(conn, "docs_coarse64_hnsw") == before + 1
     assert mrl.agreement([r[0] for r in got], exact_ids(loaded, queries[2]), 10) >= 0.7
     # the main coarse index rebuilt smaller with fewer neighbours
-    size = dict((r[0], r[5]) for r in conn.execute("SELECT * FROM mrl.search_indexes('docs')"))
+    size = {r[0]: r[5] for r in conn.execute("SELECT * FROM mrl.search_indexes('docs')")}
     conn.execute("SELECT mrl.add_coarse_index('docs', 128, m => 4, ef_construction => 32)")
-    after = dict((r[0], (r[3], r[5])) for r in conn.execute("SELECT * FROM mrl.search_indexes('docs')"))
+    after = {r[0]: (r[3], r[5]) for r in conn.execute("SELECT * FROM mrl.search_indexes('docs')")}
     assert after["docs_coarse_hnsw"][0] == 4 and after["docs_coarse_hnsw"][1] < size["docs_coarse_hnsw"]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="coarse_dim 200"):
         conn.execute("SELECT mrl.add_coarse_index('docs', 200)")

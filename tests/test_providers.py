@@ -10,11 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from helpers import check_invariant
 from pgmrl.embedding import EmbeddingConfig, get_embedder
 from pgmrl.embedding.remote import OllamaEmbedder, OpenAIEmbedder, ProviderError, retry_after_seconds
 from pgmrl.worker import Worker
-
-from helpers import check_invariant
 
 
 def stub_vector(text: str, dims: int) -> list[float]:

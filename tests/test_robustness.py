@@ -6,10 +6,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from helpers import check_invariant, cosine, login_dsn
 from pgmrl.db import to_numpy
 from pgmrl.worker import Worker
-
-from helpers import check_invariant, cosine, login_dsn
 
 TEXTS = [
     "Ein Paket für die Verwaltung von Zertifikaten",

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 
+from conftest import N_LOADED as N_DOCS
+from helpers import make_docs_table
 from pgmrl import matryoshka as mrl
 from pgmrl.db import to_numpy
 from pgmrl.worker import Worker
-
-from helpers import make_docs_table
-from conftest import N_LOADED as N_DOCS
 
 N_QUERIES = 200
 

@@ -22,9 +22,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgmrl.worker import Worker
-
 from helpers import check_invariant, login_dsn, pending
+from pgmrl.worker import Worker
 
 DATA = Path(__file__).parent / "data" / "debian-60.jsonl"
 ROLE_NAMES = ("mal", "alice", "bob", "writer", "worker", "reader")

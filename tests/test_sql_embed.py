@@ -7,10 +7,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from pgmrl.db import to_numpy
-
 from conftest import free_port, server_has_plpython
 from helpers import cosine, make_docs_table
+from pgmrl.db import to_numpy
 
 N = 1500
 

@@ -8,10 +8,9 @@ import numpy as np
 import psycopg
 import pytest
 
+from helpers import check_invariant, cosine, make_docs_table, pending
 from pgmrl.db import connect, to_numpy
 from pgmrl.worker import Worker
-
-from helpers import check_invariant, cosine, make_docs_table, pending
 
 
 def _queue_len(conn):

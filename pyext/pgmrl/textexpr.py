@@ -36,7 +36,7 @@ def validate(text_column: str, columns: list[str]) -> None:
         if isinstance(node, (exp.Select, exp.Subquery, exp.Query, exp.DML)):
             raise PgmrlError(f"text expression {text_column!r} contains a subquery or statement; "
                              f"only expressions over the table's own columns are allowed")
-    known = {c for c in columns} | {c.lower() for c in columns}
+    known = set(columns) | {c.lower() for c in columns}
     for col in expression.find_all(exp.Column):
         name = col.name if col.this.args.get("quoted") else col.name.lower()
         if col.table:

@@ -65,7 +65,8 @@ def train(dsn, dataset, base, matryoshka_dims, name, output, epochs, batch_size,
     save it, register it as an MRL embedding config, and compare it with the base on the held-out pairs."""
     from tqdm import tqdm
 
-    from ..finetune.run import compare_on_validation, train as run
+    from ..finetune.run import compare_on_validation
+    from ..finetune.run import train as run
 
     try:
         dims = tuple(int(x) for x in matryoshka_dims.split(","))

@@ -146,7 +146,7 @@ def _measured(dsn: str, slug: str) -> None:
         click.echo(f"  {'table (heap, measured)':48s} {_gb(table)}")
         click.echo(f"  {'  of which embedding values':48s} {_gb(emb)}")
         click.echo(f"  {'  of which coarse values':48s} {_gb(coarse)}")
-        for name, kind, dim, m, efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
+        for name, kind, dim, m, _efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
             click.echo(f"  {f'index {name} ({kind}, {dim} dims, m {m})':48s} {_gb(size)}")
         if n:
             est = guide.layout(dims, n, tdim)

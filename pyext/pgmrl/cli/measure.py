@@ -9,7 +9,6 @@ import numpy as np
 
 from ..errors import PgmrlError
 from ..strategies import STRATEGIES, TWO_STAGE
-
 from ._common import dsn_option, resolve_dsn
 
 
@@ -36,9 +35,9 @@ def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json):
     qs = evaluate.read_queries(queries_file, vecs)
     if limit:
         qs = evaluate.QuerySet(qs.texts[:limit], qs.vectors[:limit], qs.relevant[:limit])
-    with Client(resolve_dsn(dsn)) as client:
-        with tqdm(total=len(qs), desc="queries", unit="q", disable=as_json, leave=False) as bar:
-            results = client.evaluate(slug, qs, strategies or None, progress=bar)
+    with Client(resolve_dsn(dsn)) as client, \
+            tqdm(total=len(qs), desc="queries", unit="q", disable=as_json, leave=False) as bar:
+        results = client.evaluate(slug, qs, strategies or None, progress=bar)
     if as_json:
         click.echo(json.dumps({"set": slug, "queries": len(qs), "results": [r.row() for r in results]}, indent=2))
     else:
@@ -86,7 +85,7 @@ def index(dsn, slug, full, binary, coarse_dim, m, ef_construction):
         if coarse_dim:
             click.echo(conn.execute("SELECT mrl.add_coarse_index(%s, %s, %s, %s)",
                                     (slug, coarse_dim, m, ef_construction)).fetchone()[0])
-        for name, kind, dim, mm, efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
+        for name, kind, dim, mm, _efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
             click.echo(f"  {name:40s} {kind:7s} dim {dim:5d}  m {mm:3d}  {size / 2**20:8.1f} MiB")
 
 @click.command("load-vectors")
@@ -132,8 +131,7 @@ def load_vectors(dsn, slug, vectors_file, ids_file, jsonl_file):
         raise click.UsageError("give --vectors and --ids, or --jsonl")
     if not np.isfinite(np.asarray(vectors, dtype=np.float32)).all():
         raise PgmrlError("the vectors contain NaN or infinite values")
-    with Client(resolve_dsn(dsn)) as client:
-        with tqdm(total=len(ids), desc="vectors", unit="row") as bar:
-            n = client.load_vectors(slug, ids, vectors, progress=bar)
+    with Client(resolve_dsn(dsn)) as client, tqdm(total=len(ids), desc="vectors", unit="row") as bar:
+        n = client.load_vectors(slug, ids, vectors, progress=bar)
     click.echo(f"stored {n} of {len(ids)} vectors in {slug}"
                + ("" if n == len(ids) else f" ({len(ids) - n} rows have no text or do not exist)"))

@@ -10,7 +10,9 @@ from ._common import dsn_option, resolve_dsn
 @click.command()
 @dsn_option
 @click.option("--once", is_flag=True, help="Drain the queue, fit due rotations, then exit (no HTTP).")
-@click.option("--batch-size", default=256, show_default=True, envvar="PGMRL_BATCH_SIZE", help="Rows per embedding batch (one transaction) [env PGMRL_BATCH_SIZE]. Larger batches sort texts by length better: 256 embeds about 15 percent faster than 64 on 2 cores.")
+@click.option("--batch-size", default=256, show_default=True, envvar="PGMRL_BATCH_SIZE",
+              help="Rows per embedding batch (one transaction) [env PGMRL_BATCH_SIZE]. Larger batches sort texts by "
+                   "length better: 256 embeds about 15 percent faster than 64 on 2 cores.")
 @click.option("--poll-interval", default=5.0, show_default=True, envvar="PGMRL_POLL_INTERVAL",
               help="Seconds between queue polls when no notification arrives [env PGMRL_POLL_INTERVAL].")
 @click.option("--max-attempts", default=5, show_default=True, envvar="PGMRL_MAX_ATTEMPTS",

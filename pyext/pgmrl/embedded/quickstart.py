@@ -88,8 +88,8 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
     names = dict(conn.execute(f"SELECT id::text, package FROM {TABLE}").fetchall())
     for text in SAMPLE_QUERIES:
         q = client.embed([text])[0]
-        two, t_two = _timed(lambda: client.search(SLUG, q, 10))
-        exact, t_exact = _timed(lambda: client.search(SLUG, q, 10, "exact"))
+        two, t_two = _timed(lambda q=q: client.search(SLUG, q, 10))
+        exact, t_exact = _timed(lambda q=q: client.search(SLUG, q, 10, "exact"))
         top = ", ".join(names[i] for i, _ in two[:3])
         echo(f"  '{text}': {top}  | agreement@10 {agreement([i for i, _ in two], [i for i, _ in exact], 10):.2f}, "
              f"{t_two:.2f} ms vs {t_exact:.2f} ms exact")

@@ -26,7 +26,7 @@ class EmbeddingConfig:
     endpoint: str | None = None
 
     @classmethod
-    def load(cls, conn, name: str) -> "EmbeddingConfig":
+    def load(cls, conn, name: str) -> EmbeddingConfig:
         row = conn.execute(
             "SELECT name, model, provider, dims, query_prefix, document_prefix, max_seq_length, supports_mrl, "
             "endpoint FROM mrl_internal._config(%s)", (name,)).fetchone()

@@ -134,7 +134,7 @@ def post_json(url: str, payload: dict, headers: dict, *, timeout: float, max_ret
                 raise ProviderError(f"{url} answered HTTP {exc.code} and asks to wait {after:.0f} s") from None
             wait = -1.0 if after is None else after
             problem = f"HTTP {exc.code}"
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             problem = f"no answer within {timeout:g} s"
         except urllib.error.URLError as exc:
             problem = (f"no answer within {timeout:g} s" if isinstance(exc.reason, (TimeoutError, socket.timeout))

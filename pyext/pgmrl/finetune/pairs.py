@@ -24,12 +24,18 @@ import numpy as np
 from ..errors import PgmrlError
 
 METHODS = ("lead", "keyphrase", "salient", "span")
-STOP = frozenset("""a about above after again all also an and any are as at be been being below between both but by
-can could did do does doing down during each few for from further had has have having here how i if in into is it
-its itself just may more most no nor not now of off on once only or other our out over own same several should so
-some such than that the their them then there these they this those through to too under until up very via was we
-were what when where which while who whom why will with would you your provides provide provided includes include
-including package contains contain use used using based support supports allows allow many can't etc e.g i.e""".split())
+STOP = frozenset([
+    "a", "about", "above", "after", "again", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been",
+    "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down",
+    "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "here", "how", "i", "if",
+    "in", "into", "is", "it", "its", "itself", "just", "may", "more", "most", "no", "nor", "not", "now", "of",
+    "off", "on", "once", "only", "or", "other", "our", "out", "over", "own", "same", "several", "should", "so",
+    "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
+    "through", "to", "too", "under", "until", "up", "very", "via", "was", "we", "were", "what", "when", "where",
+    "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "provides", "provide",
+    "provided", "includes", "include", "including", "package", "contains", "contain", "use", "used", "using",
+    "based", "support", "supports", "allows", "allow", "many", "can't", "etc", "e.g", "i.e"
+])
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#.\-]*[A-Za-z0-9+#]|[A-Za-z]")
 SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 MAX_QUERY_WORDS = 10
@@ -53,7 +59,7 @@ class QueryGenerator:
         self.df: Counter = Counter()
         self.n_docs = 0
 
-    def fit(self, docs: Sequence[str]) -> "QueryGenerator":
+    def fit(self, docs: Sequence[str]) -> QueryGenerator:
         for d in docs:
             self.df.update({w.lower() for w in _words(d)})
         self.n_docs = len(docs)

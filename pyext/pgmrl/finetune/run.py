@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from . import pairs as finetune
 from ..db import connect
 from ..embedding import EmbeddingConfig, resolve_local_model
 from ..errors import PgmrlError
+from . import pairs as finetune
 
 log = logging.getLogger(__name__)
 GUARD_RECALL = 0.60  # the guide: fine-tune only when the baseline Recall@10 is below 60%

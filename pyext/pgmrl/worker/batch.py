@@ -48,7 +48,8 @@ class Batches:
         with conn.transaction():
             if only_qids is None:
                 rows = conn.execute(
-                    "SELECT qid, id FROM mrl.queue WHERE set_id = %s AND NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+                    "SELECT qid, id FROM mrl.queue WHERE set_id = %s AND NOT dead "
+                    "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
                     "ORDER BY qid LIMIT %s FOR UPDATE SKIP LOCKED", (set_id, self.batch_size)).fetchall()
             else:
                 rows = conn.execute("SELECT qid, id FROM mrl.queue WHERE qid = ANY(%s) AND NOT dead "

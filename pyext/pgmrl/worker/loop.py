@@ -86,7 +86,8 @@ class Worker(Batches):
         while conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0]:  # statements' key arrays -> rows
             conn.commit()
         conn.commit()
-        rows = conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
+        rows = conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead "
+                            "AND (next_attempt_at IS NULL OR next_attempt_at <= now()) "
                                  "AND set_id IN (SELECT id FROM mrl.embedding_sets)").fetchall()
         conn.commit()
         return [r[0] for r in rows]
