@@ -101,3 +101,24 @@ def test_models_lists_the_registry(client, dsn):
     assert rows["bge-large-en-v1.5"]["available"] == "no"
     table = CliRunner().invoke(cli, ["models", "--dsn", dsn]).output
     assert "MRL dims" in table and "PGMRL_MODEL_DIR" in table
+
+
+def test_sql_seed_is_generated_from_the_one_catalogue():
+    """070_configs.sql and 075_recommend.sql are what catalogue.json gives (regenerating makes no diff)."""
+    from pgmrl import schema
+    from pgmrl.guide import sqlgen
+
+    shipped = dict(schema._files("functions"))
+    for name, text in sqlgen.generated().items():
+        assert shipped[name] == text, f"{name} is stale: run python -m pgmrl.guide.sqlgen"
+    assert sqlgen.main(["--check"]) == 0
+
+
+def test_every_alias_resolves_offline_as_in_sql(client):
+    """Each alias of the registry resolves the same way in Python (no database) and in SQL."""
+    for name, aliases in client.conn.execute("SELECT name, aliases FROM mrl.embedding_configs WHERE builtin"):
+        for alias in [name, *aliases]:
+            assert guide.lookup(alias).name == name
+            assert client.conn.execute("SELECT (mrl_internal._config(%s)).name", (alias,)).fetchone()[0] == name
+    out = CliRunner().invoke(cli, ["storage", "--model", "gte-large-en", "--rows", "1000"])
+    assert out.exit_code == 0, out.output

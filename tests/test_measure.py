@@ -175,3 +175,22 @@ def test_replacement_keeps_extra_indexes(client, dsn, corpus, embedder):
     assert idx["docs_full_hnsw"][3] == 12 and idx["docs_coarse_hnsw"][2] == 128
     q = embedder.encode([corpus[3]["query"]], "query")[0]
     assert len(client.search("docs", q, 5, "hnsw")) == 5
+
+
+def test_switch_to_a_smaller_coarse_dim_resets_the_tuning(loaded, corpus_vectors):
+    """What tune chose for 128 dims is not carried to 64 (measured: agreement 0.99 -> 0.94 if it were)."""
+    from conftest import N_LOADED
+
+    conn = loaded.conn
+    conn.execute("UPDATE mrl.embedding_sets SET default_coarse_k = 40, default_ef_search = 60, tuned_at = now(), "
+                 "tuned_agreement = 0.99 WHERE slug = 'docs'")
+    conn.execute("SELECT mrl.alter_embedding_set('docs', truncate_dim => 64)")
+    nxt, ck = conn.execute("SELECT slug, default_coarse_k FROM mrl.embedding_sets WHERE replaces IS NOT NULL").fetchone()
+    assert ck == 100  # the replacement starts from the defaults
+    assert loaded.load_vectors(nxt, list(range(1, N_LOADED + 1)), corpus_vectors[0][:N_LOADED]) == N_LOADED
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    conn.execute("SELECT mrl.switch_embedding_set('docs')")
+    assert conn.execute("SELECT truncate_dim, default_coarse_k, default_ef_search, tuned_at, tuned_agreement "
+                        "FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone() == (64, 100, None, None, None)
+    assert any("tuned search settings were reset" in n for n in notices), notices

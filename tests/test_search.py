@@ -1,6 +1,7 @@
 """Two-stage search against exact search, and the SQL coarse vectors against the numpy maths."""
 
 import numpy as np
+import psycopg
 import pytest
 
 from conftest import N_LOADED as N_DOCS
@@ -114,3 +115,12 @@ def test_mrl_prefix_set(client, dsn, corpus, embedder):
     assert len(client.search("docs", q, 5, coarse_dim=64)) == 5
     with pytest.raises(Exception, match="coarse_dim 100 is not available"):
         client.search("docs", q, 5, coarse_dim=100)
+
+
+def test_strategies_are_named_once_each_side(client):
+    from pgmrl.strategies import STRATEGIES
+
+    assert tuple(client.conn.execute("SELECT mrl_internal._strategies()").fetchone()[0]) == STRATEGIES
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown strategy") as err:
+        client.conn.execute("SELECT mrl_internal._check_strategy('fast')")
+    assert err.value.diag.message_hint == "Use " + ", ".join(f"'{s}'" for s in STRATEGIES) + "."

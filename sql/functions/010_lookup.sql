@@ -108,3 +108,29 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = set_id AND mrl_internal._owns(e.owner))
 $fn$;
+
+-- The search strategies, named once for SQL (Python names them once too, in pgmrl/strategies.py; a test checks
+-- that both agree). The first is the default.
+CREATE OR REPLACE FUNCTION mrl_internal._strategies()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ARRAY['two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact']
+$fn$;
+
+-- Raises invalid_parameter_value unless `strat` is a strategy (of `allowed`, when given).
+CREATE OR REPLACE FUNCTION mrl_internal._check_strategy(strat text, allowed text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    valid text[] := coalesce(allowed, mrl_internal._strategies());
+BEGIN
+    IF strat IS NULL OR NOT strat = ANY (valid) THEN
+        RAISE EXCEPTION 'unknown strategy %', coalesce(quote_literal(strat), 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = format('Use %s.', array_to_string(ARRAY(SELECT quote_literal(v) FROM unnest(valid) v), ', '));
+    END IF;
+END
+$fn$;

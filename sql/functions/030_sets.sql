@@ -1,60 +1,43 @@
 -- Embedding sets: creation, removal, the rotation request (change capture: 027, checks: 028).
 
-CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
-    name text,
-    slug text,
-    source regclass,
-    text_column text,
-    config text DEFAULT 'all-minilm-l6-v2',
-    truncate_dim int DEFAULT NULL,
-    on_create bool DEFAULT true,
-    on_update bool DEFAULT true,
-    coarse_method text DEFAULT NULL,
-    mode text DEFAULT 'async'
-)
-RETURNS regclass
-LANGUAGE plpgsql
+-- create_embedding_set's steps, in the order it takes them.
+
+-- 1. The arguments that need no catalog: slug, name, mode, and that the slug is free.
+CREATE OR REPLACE FUNCTION mrl_internal._check_new_set(name text, slug text, mode text)
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
 AS $fn$
-DECLARE
-    c mrl.embedding_configs;
-    pk_col name;
-    pk_typ text;
-    n_pk int;
-    expr text;
-    method text;
-    tdim int := truncate_dim;
-    set_id int;
-    vt regclass;
-    vname text;
 BEGIN
     IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
         RAISE EXCEPTION 'invalid slug %', coalesce(quote_literal(slug), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A slug is 1-40 characters: a lower-case letter, then lower-case letters, digits or _. The free-text name can be anything.';
     END IF;
-    vname := format('%I.%I', 'mrl_data', slug);
     IF name IS NULL OR btrim(name) = '' THEN
         RAISE EXCEPTION 'embedding set name is empty' USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Give a human-readable name, e.g. ''Product descriptions''.';
     END IF;
-    IF EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.slug = create_embedding_set.slug) OR to_regclass(vname) IS NOT NULL THEN
+    IF EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.slug = _check_new_set.slug)
+       OR to_regclass(format('%I.%I', 'mrl_data', slug)) IS NOT NULL THEN
         RAISE EXCEPTION 'embedding set "%" already exists', slug USING ERRCODE = 'duplicate_object',
               HINT = 'Choose another slug, or drop it first with mrl.drop_embedding_set().';
     END IF;
-    PERFORM mrl_internal._check_source(source);
     IF mode IS NULL OR mode NOT IN ('async', 'sync') THEN
         RAISE EXCEPTION 'unknown mode %', coalesce(quote_literal(mode), 'NULL') USING ERRCODE = 'invalid_parameter_value',
               HINT = '''async'' (default) queues changes for the sidecar; ''sync'' embeds inside the writing transaction (needs plpython3u and a running sidecar).';
     END IF;
-    c := mrl_internal._config(config);
-    IF mode = 'sync' AND NOT mrl.sql_embedding_available() THEN
-        RAISE EXCEPTION 'sync mode needs the plpython3u extension, which this server does not have'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install postgresql-plpython3-NN and run `pgmrl install` again.';
-    END IF;
+END
+$fn$;
 
+-- 2. The source's key: one column, of a built-in type (the vectors table's key copies its type).
+CREATE OR REPLACE FUNCTION mrl_internal._source_key(source regclass, OUT pk_col name, OUT pk_typ text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n_pk int;
+BEGIN
     SELECT count(*) INTO n_pk FROM pg_index i, unnest(i.indkey) WHERE i.indrelid = source AND i.indisprimary;
     IF n_pk = 0 THEN
         RAISE EXCEPTION 'table % has no primary key', source USING ERRCODE = 'invalid_table_definition',
@@ -67,9 +50,18 @@ BEGIN
       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
      WHERE i.indrelid = source AND i.indisprimary;
     PERFORM mrl_internal._check_columns(source, ARRAY[pk_col], 'primary key');
-    PERFORM mrl_internal._check_readable(source);  -- (the text expression itself: by the registry's trigger, below)
+END
+$fn$;
 
-    -- The MRL rules.
+-- 3. The MRL rules: which coarse vector the set keeps ('prefix' of an MRL model, a fitted 'rotation', or 'none',
+-- whose tdim is NULL) and its dimension.
+CREATE OR REPLACE FUNCTION mrl_internal._coarse_plan(c mrl.embedding_configs, truncate_dim int, coarse_method text,
+                                                     OUT method text, OUT tdim int)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    tdim := truncate_dim;
     IF tdim IS NOT NULL AND (tdim <= 0 OR tdim >= c.dims) THEN
         RAISE EXCEPTION 'truncate_dim % is out of range for % (% dimensions)', tdim, c.name, c.dims
             USING ERRCODE = 'invalid_parameter_value',
@@ -105,8 +97,19 @@ BEGIN
         END IF;
         method := 'rotation';
     END IF;
+END
+$fn$;
 
-    -- Storage. The key has the source key's type and follows it (cascade on delete and on key change).
+-- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change).
+CREATE OR REPLACE FUNCTION mrl_internal._create_vectors_table(slug text, source regclass, pk_col name, pk_typ text,
+                                                              dims int, tdim int)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    vname text := format('%I.%I', 'mrl_data', slug);
+BEGIN
     EXECUTE format(
         'CREATE TABLE %s (
              id %s PRIMARY KEY REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,
@@ -115,29 +118,77 @@ BEGIN
              content_hash text NOT NULL,
              embedded_at timestamptz NOT NULL DEFAULT now(),
              truncated bool NOT NULL DEFAULT false)',
-        vname, pk_typ, source, pk_col, c.dims, CASE WHEN method = 'none' THEN '' ELSE format('(%s)', tdim) END);
-    vt := vname::regclass;
+        vname, pk_typ, source, pk_col, dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END);
+    RETURN vname::regclass;
+END
+$fn$;
+
+-- 5. Backfill: queue every existing row with text (the expression as the registry's trigger stored it).
+CREATE OR REPLACE FUNCTION mrl_internal._backfill(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (mrl_src.%I)::text FROM ONLY %s mrl_src WHERE coalesce((%s)::text, '''') <> ''''',
+                   s.pk_column, s.source, s.text_expr) USING s.id;
+    PERFORM pg_notify('mrl_queue', s.id::text);
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
+    name text,
+    slug text,
+    source regclass,
+    text_column text,
+    config text DEFAULT 'all-minilm-l6-v2',
+    truncate_dim int DEFAULT NULL,
+    on_create bool DEFAULT true,
+    on_update bool DEFAULT true,
+    coarse_method text DEFAULT NULL,
+    mode text DEFAULT 'async'
+)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
+AS $fn$
+DECLARE
+    c mrl.embedding_configs;
+    key record;
+    plan record;
+    s mrl.embedding_sets;
+    vt regclass;
+BEGIN
+    PERFORM mrl_internal._check_new_set(name, slug, mode);
+    PERFORM mrl_internal._check_source(source);
+    c := mrl_internal._config(config);
+    IF mode = 'sync' AND NOT mrl.sql_embedding_available() THEN
+        RAISE EXCEPTION 'sync mode needs the plpython3u extension, which this server does not have'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install postgresql-plpython3-NN and run `pgmrl install` again.';
+    END IF;
+    key := mrl_internal._source_key(source);
+    PERFORM mrl_internal._check_readable(source);  -- (the text expression itself: by the registry's trigger, below)
+    plan := mrl_internal._coarse_plan(c, truncate_dim, coarse_method);
+
+    vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim);
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
                                     coarse_method, on_create, on_update, mode, vectors_table)
-    VALUES (name, slug, source, pk_col, pk_typ, text_column, c.name, c.dims, CASE WHEN method = 'none' THEN NULL ELSE tdim END,
-            method, on_create, on_update, mode, vt)
-    RETURNING id, text_expr INTO set_id, expr;  -- embedding_sets_check validated and canonicalised it
-    IF method <> 'none' THEN
+    VALUES (name, slug, source, key.pk_col, key.pk_typ, text_column, c.name, c.dims, plan.tdim, plan.method,
+            on_create, on_update, mode, vt)
+    RETURNING * INTO s;  -- embedding_sets_check validated and canonicalised the text expression
+    IF plan.method <> 'none' THEN
         EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);
     END IF;
     EXECUTE format('COMMENT ON TABLE %s IS %L', vt, format('pgmrl vectors of embedding set %s (%s)', slug, c.name));
     PERFORM mrl_internal._protect_vectors(source, vt);
     PERFORM mrl_internal._grant_worker(source, vt);
-
-    PERFORM mrl_internal._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = set_id;
-
-    -- Backfill: queue every existing row with text.
-    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (mrl_src.%I)::text FROM ONLY %s mrl_src WHERE coalesce((%s)::text, '''') <> ''''',
-                   pk_col, source, expr) USING set_id;
-    PERFORM pg_notify('mrl_queue', set_id::text);
-    IF method = 'rotation' THEN
+    PERFORM mrl_internal._create_triggers(s);
+    PERFORM mrl_internal._backfill(s);
+    IF plan.method = 'rotation' THEN
         RAISE NOTICE 'set "%": % is not an MRL model; the coarse vector uses a PCA rotation that pgmrl fits once % rows are embedded (or on SELECT mrl.refit_rotation(%)). Until then searches are exact.',
-            slug, c.name, (SELECT rotation_min_rows FROM mrl.embedding_sets WHERE id = set_id), quote_literal(slug);
+            slug, c.name, s.rotation_min_rows, quote_literal(slug);
     END IF;
     RETURN vt;
 END

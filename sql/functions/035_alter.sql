@@ -28,9 +28,7 @@ BEGIN
                                      s.on_create, s.on_update,
                                      coalesce(coarse_method, CASE WHEN config IS NULL AND s.coarse_method <> 'none'
                                                                   THEN s.coarse_method END));
-    UPDATE mrl.embedding_sets SET replaces = s.id, rotation_min_rows = s.rotation_min_rows,
-                                  default_coarse_k = s.default_coarse_k, binary_coarse_k = s.binary_coarse_k
-     WHERE slug = next_slug;
+    UPDATE mrl.embedding_sets SET replaces = s.id, rotation_min_rows = s.rotation_min_rows WHERE slug = next_slug;
     PERFORM mrl_internal._copy_indexes(s, next_slug);
     RETURN format('re-embedding "%s" as "%s"; the old vectors serve until it is complete, then `pgmrl serve` switches '
                   'it in (or SELECT mrl.switch_embedding_set(%L))', s.slug, next_slug, s.slug);
@@ -79,6 +77,7 @@ BEGIN
            vectors_table = n.vectors_table, rotation_version = n.rotation_version, rotation_rows = n.rotation_rows,
            rotation_fitted_at = n.rotation_fitted_at, rotation_requested_at = n.rotation_requested_at
      WHERE id = s.id;
+    PERFORM mrl_internal._reset_tuning(s, n);
     DELETE FROM mrl.embedding_sets WHERE id = n.id;
     PERFORM mrl_internal._create_triggers(e) FROM mrl.embedding_sets e WHERE e.id = s.id;
     PERFORM pg_notify('mrl_queue', s.id::text);
@@ -105,5 +104,31 @@ BEGIN
         END IF;
         RETURN NEXT (SELECT slug FROM mrl.embedding_sets WHERE id = n.replaces);
     END LOOP;
+END
+$fn$;
+
+-- What mrl.tune chose (coarse_k, ef_search) was measured on the old coarse vectors: a smaller coarse dimension or
+-- another model needs more candidates (measured: 128 -> 64 dims kept a tuned coarse_k and agreement fell from
+-- 0.99 to 0.94). A switch that changes the coarse vectors puts the defaults back and says to tune again; a switch
+-- that keeps them (e.g. only the rotation method named again) keeps the tuning.
+CREATE OR REPLACE FUNCTION mrl_internal._reset_tuning(old mrl.embedding_sets, replacement mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF old.config = replacement.config AND old.truncate_dim IS NOT DISTINCT FROM replacement.truncate_dim
+       AND old.coarse_method = replacement.coarse_method THEN
+        RETURN;
+    END IF;
+    UPDATE mrl.embedding_sets
+       SET default_coarse_k = replacement.default_coarse_k, binary_coarse_k = replacement.binary_coarse_k,
+           default_ef_search = replacement.default_ef_search, tuned_at = NULL, tuned_agreement = NULL
+     WHERE id = old.id;
+    IF old.tuned_at IS NOT NULL THEN
+        RAISE NOTICE 'set "%": its coarse vectors changed, so the tuned search settings were reset to the defaults (coarse_k %)',
+            old.slug, replacement.default_coarse_k
+              USING HINT = format('Tune again: SELECT * FROM mrl.tune(%L);', old.slug);
+    END IF;
 END
 $fn$;

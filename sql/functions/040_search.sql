@@ -167,6 +167,100 @@ BEGIN
 END
 $fn$;
 
+-- search's steps, in the order it takes them.
+
+-- 1. The query: a non-zero vector of the set's dimensions, and a sane k.
+CREATE OR REPLACE FUNCTION mrl_internal._check_query(s mrl.embedding_sets, query @vec@.vector, k int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF query IS NULL THEN
+        RAISE EXCEPTION 'query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
+              HINT = 'Pass the embedded query, e.g. from `pgmrl embed` or your model client.';
+    END IF;
+    IF @vec@.vector_dims(query) <> s.dims THEN
+        RAISE EXCEPTION 'query vector has % dimensions but set "%" stores % (%)', @vec@.vector_dims(query), s.slug, s.dims, s.config
+            USING ERRCODE = 'data_exception',
+                  HINT = format('Embed the query with the set''s model (%s); vectors of different models cannot be compared.', s.config);
+    END IF;
+    IF @vec@.vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'query vector is all zeros: it has no direction, so cosine distances are undefined'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the embedding of a non-empty query.';
+    END IF;
+    IF k IS NULL OR k <= 0 OR k > 10000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'k is the number of results, e.g. 10.';
+    END IF;
+END
+$fn$;
+
+-- 2. How many stage-1 candidates are re-ranked: the caller's, else the set's (tuned) default, at least k.
+CREATE OR REPLACE FUNCTION mrl_internal._candidates(s mrl.embedding_sets, strat text, k int, coarse_k int)
+RETURNS int
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    ck int := coalesce(coarse_k, greatest(CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END, k));
+BEGIN
+    IF ck < k OR ck > 100000 THEN
+        RAISE EXCEPTION 'coarse_k % must be at least k (%) and at most 100000', ck, k USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'coarse_k is the number of stage-1 candidates re-ranked exactly; 100 is a good start.';
+    END IF;
+    RETURN ck;
+END
+$fn$;
+
+-- 3. A searcher runs no role's code either: the vectors table (and, with a filter, the source) must be clean.
+CREATE OR REPLACE FUNCTION mrl_internal._check_searchable(s mrl.embedding_sets, filtered bool)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF mrl_internal._read_unsafe(s.vectors_table)
+       OR (filtered AND mrl_internal._source_problem(s.source) IS NOT NULL) THEN
+        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,
+            coalesce(mrl_internal._vectors_problem(s.vectors_table), mrl_internal._tables_problem(s))
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the vectors table, or recreate the set.';
+    END IF;
+END
+$fn$;
+
+-- 4. The stage-1 ordering expression of a strategy over vectors table alias v ($1: the coarse query, $3: the full
+-- query); cd: the coarse dimension searched (a prefix of the stored coarse vector when smaller).
+CREATE OR REPLACE FUNCTION mrl_internal._stage1_distance(s mrl.embedding_sets, strat text, cd int)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE strat
+        WHEN 'binary_two_stage' THEN format('(@vec@.binary_quantize(v.embedding))::bit(%s) OPERATOR(@vec@.<~>) @vec@.binary_quantize($3)', s.dims)
+        WHEN 'hnsw' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
+        WHEN 'exact' THEN '(v.embedding OPERATOR(@vec@.<=>) $3) + 0'  -- "+ 0": never an (approximate) index order
+        ELSE CASE WHEN cd <> s.truncate_dim
+                  THEN format('(@vec@.l2_normalize(@vec@.subvector(v.coarse, 1, %s)))::@vec@.halfvec(%s)', cd, cd)
+                  ELSE 'v.coarse' END || ' OPERATOR(@vec@.<=>) $1' END
+$fn$;
+
+-- 5. The statement: two-stage strategies re-rank $2 candidates by the full vector; the others order directly.
+CREATE OR REPLACE FUNCTION mrl_internal._search_sql(src text, dist1 text, strat text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN strat IN ('two_stage', 'binary_two_stage') THEN format(
+            'WITH candidates AS MATERIALIZED (SELECT v.id, v.embedding FROM %s ORDER BY %s LIMIT $2)
+             SELECT c.id::text, (c.embedding OPERATOR(@vec@.<=>) $3)::float8 AS distance FROM candidates c ORDER BY 2 LIMIT $4',
+            src, dist1)
+        ELSE format(
+            'WITH candidates AS MATERIALIZED (SELECT v.id, (%2$s)::float8 AS distance FROM %1$s ORDER BY %2$s LIMIT $4)
+             SELECT c.id::text, c.distance FROM candidates c ORDER BY 2',
+            src, dist1) END
+$fn$;
+
 CREATE OR REPLACE FUNCTION mrl.search(
     set_slug text,
     query @vec@.vector,
@@ -186,52 +280,20 @@ DECLARE
     strat text := coalesce(strategy, s.default_strategy);
     ck int;
     cd int;
-    ef int;
     q_coarse @vec@.halfvec;
     old_scan text[];
-    coarse_expr text := 'v.coarse';
-    dist1 text;   -- stage-1 distance: $1 projected query, $3 full query
     src text;     -- FROM clause
     cond text;    -- filter conditions
     stmt text;
     ids text[];
     dists float8[];
 BEGIN
-    IF query IS NULL THEN
-        RAISE EXCEPTION 'query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
-              HINT = 'Pass the embedded query, e.g. from `pgmrl embed` or your model client.';
-    END IF;
-    IF @vec@.vector_dims(query) <> s.dims THEN
-        RAISE EXCEPTION 'query vector has % dimensions but set "%" stores % (%)', @vec@.vector_dims(query), s.slug, s.dims, s.config
-            USING ERRCODE = 'data_exception',
-                  HINT = format('Embed the query with the set''s model (%s); vectors of different models cannot be compared.', s.config);
-    END IF;
-    IF @vec@.vector_norm(query) = 0 THEN
-        RAISE EXCEPTION 'query vector is all zeros: it has no direction, so cosine distances are undefined'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the embedding of a non-empty query.';
-    END IF;
-    IF k IS NULL OR k <= 0 OR k > 10000 THEN
-        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'k is the number of results, e.g. 10.';
-    END IF;
-    IF strat NOT IN ('two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact') THEN
-        RAISE EXCEPTION 'unknown strategy %', quote_literal(strat) USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Use ''two_stage'' (default), ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
-    END IF;
-    ck := coalesce(coarse_k, greatest(CASE WHEN strat = 'binary_two_stage' THEN s.binary_coarse_k ELSE s.default_coarse_k END, k));
-    IF ck < k OR ck > 100000 THEN
-        RAISE EXCEPTION 'coarse_k % must be at least k (%) and at most 100000', ck, k USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'coarse_k is the number of stage-1 candidates re-ranked exactly; 100 is a good start.';
-    END IF;
+    PERFORM mrl_internal._check_query(s, query, k);
+    PERFORM mrl_internal._check_strategy(strat);
+    ck := mrl_internal._candidates(s, strat, k, coarse_k);
     cd := mrl_internal._coarse_dim(s, coarse_dim);
     PERFORM mrl_internal._require_index(s, strat);
-    IF mrl_internal._read_unsafe(s.vectors_table)  -- a searcher runs no role's code either
-       OR (filter IS NOT NULL AND mrl_internal._source_problem(s.source) IS NOT NULL) THEN
-        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,
-            coalesce(mrl_internal._vectors_problem(s.vectors_table), mrl_internal._tables_problem(s))
-            USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the vectors table, or recreate the set.';
-    END IF;
-
+    PERFORM mrl_internal._check_searchable(s, filter IS NOT NULL);
     IF strat IN ('two_stage', 'coarse') THEN
         q_coarse := mrl.coarse_of(s.id, query, cd);
         IF q_coarse IS NULL THEN
@@ -241,37 +303,17 @@ BEGIN
             strat := 'exact';
         END IF;
     END IF;
-    IF cd <> s.truncate_dim THEN
-        coarse_expr := format('(@vec@.l2_normalize(@vec@.subvector(v.coarse, 1, %s)))::@vec@.halfvec(%s)', cd, cd);
-    END IF;
-    dist1 := CASE strat
-        WHEN 'binary_two_stage' THEN format('(@vec@.binary_quantize(v.embedding))::bit(%s) OPERATOR(@vec@.<~>) @vec@.binary_quantize($3)', s.dims)
-        WHEN 'hnsw' THEN 'v.embedding OPERATOR(@vec@.<=>) $3'
-        WHEN 'exact' THEN '(v.embedding OPERATOR(@vec@.<=>) $3) + 0'  -- "+ 0": never an (approximate) index order
-        ELSE coarse_expr || ' OPERATOR(@vec@.<=>) $1' END;
     cond := mrl_internal._filter_sql(s, filter, 5);
     src := format('%s v', s.vectors_table);
     IF cond IS NOT NULL THEN
         src := format('%s JOIN ONLY %s src ON src.%I = v.id WHERE %s', src, s.source, s.pk_column, cond);
     END IF;
+    stmt := mrl_internal._search_sql(src, mrl_internal._stage1_distance(s, strat, cd), strat);
 
     -- HNSW returns at most ef_search rows: raise it for this call (iterating past 1000, or when a filter drops
     -- rows: keep scanning the graph until enough rows pass it; re-ranked below anyway), then put it back.
-    ef := mrl_internal._ef_search(s, strat, k, ck);
     IF strat <> 'exact' THEN
-        old_scan := mrl_internal._scan_settings(ef, cond IS NOT NULL);
-    END IF;
-
-    IF strat IN ('two_stage', 'binary_two_stage') THEN
-        stmt := format(
-            'WITH candidates AS MATERIALIZED (SELECT v.id, v.embedding FROM %s ORDER BY %s LIMIT $2)
-             SELECT c.id::text, (c.embedding OPERATOR(@vec@.<=>) $3)::float8 AS distance FROM candidates c ORDER BY 2 LIMIT $4',
-            src, dist1);
-    ELSE
-        stmt := format(
-            'WITH candidates AS MATERIALIZED (SELECT v.id, (%2$s)::float8 AS distance FROM %1$s ORDER BY %2$s LIMIT $4)
-             SELECT c.id::text, c.distance FROM candidates c ORDER BY 2',
-            src, dist1);
+        old_scan := mrl_internal._scan_settings(mrl_internal._ef_search(s, strat, k, ck), cond IS NOT NULL);
     END IF;
     IF cond IS NULL THEN
         RETURN QUERY EXECUTE stmt USING q_coarse, ck, query, k, filter;

@@ -123,9 +123,8 @@ AS $fn$
 DECLARE
     s mrl.embedding_sets := mrl_internal._set(set_slug);
 BEGIN
-    IF strategy IS NOT NULL AND strategy NOT IN ('two_stage', 'binary_two_stage', 'hnsw', 'coarse', 'exact') THEN
-        RAISE EXCEPTION 'unknown strategy %', quote_literal(strategy) USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Use ''two_stage'', ''binary_two_stage'', ''hnsw'', ''coarse'' or ''exact''.';
+    IF strategy IS NOT NULL THEN
+        PERFORM mrl_internal._check_strategy(strategy);
     END IF;
     PERFORM mrl_internal._require_index(s, strategy);
     IF coarse_k <= 0 OR binary_coarse_k <= 0 OR coarse_k > 100000 OR binary_coarse_k > 100000 THEN

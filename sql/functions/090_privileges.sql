@@ -81,6 +81,13 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._require_index(mrl.embedding_sets, text), mrl_internal._ef_search(mrl.embedding_sets, text, int, int),
     mrl_internal._scan_settings(int, bool), mrl_internal._restore_scan_settings(text[]),
     mrl_internal._two_stage_default(text), mrl_internal._http_embed(text[], text, text),
+    mrl_internal._reset_tuning(mrl.embedding_sets, mrl.embedding_sets), mrl_internal._strategies(), mrl_internal._check_strategy(text, text[]),
+    mrl_internal._check_new_set(text, text, text), mrl_internal._source_key(regclass),
+    mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),
+    mrl_internal._create_vectors_table(text, regclass, name, text, int, int),
+    mrl_internal._check_query(mrl.embedding_sets, @vec@.vector, int), mrl_internal._candidates(mrl.embedding_sets, text, int, int),
+    mrl_internal._check_searchable(mrl.embedding_sets, bool), mrl_internal._stage1_distance(mrl.embedding_sets, text, int),
+    mrl_internal._search_sql(text, text, text),
     mrl_internal._sample_queries(mrl.embedding_sets, int, double precision),
     mrl_internal._run_queries(text, @vec@.vector[], int, text, int), mrl_internal._agreement(jsonb, jsonb)
   TO PUBLIC;
