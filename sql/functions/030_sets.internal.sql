@@ -1,0 +1,137 @@
+-- Internal helpers (schema mrl_internal) of 030_sets.sql: not part of the API; EXECUTE is granted in 090_privileges.sql.
+
+-- create_embedding_set's steps, in the order it takes them.
+
+-- 1. The arguments that need no catalog: slug, name, mode, and that the slug is free.
+CREATE OR REPLACE FUNCTION mrl_internal._check_new_set(name text, slug text, mode text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF slug IS NULL OR slug !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION 'invalid slug %', coalesce(quote_literal(slug), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A slug is 1-40 characters: a lower-case letter, then lower-case letters, digits or _. The free-text name can be anything.';
+    END IF;
+    IF name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'embedding set name is empty' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Give a human-readable name, e.g. ''Product descriptions''.';
+    END IF;
+    IF EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.slug = _check_new_set.slug)
+       OR to_regclass(format('%I.%I', 'mrl_data', slug)) IS NOT NULL THEN
+        RAISE EXCEPTION 'embedding set "%" already exists', slug USING ERRCODE = 'duplicate_object',
+              HINT = 'Choose another slug, or drop it first with mrl.drop_embedding_set().';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('async', 'sync') THEN
+        RAISE EXCEPTION 'unknown mode %', coalesce(quote_literal(mode), 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = '''async'' (default) queues changes for the sidecar; ''sync'' embeds inside the writing transaction (needs plpython3u and a running sidecar).';
+    END IF;
+END
+$fn$;
+
+-- 2. The source's key: one column, of a built-in type (the vectors table's key copies its type).
+CREATE OR REPLACE FUNCTION mrl_internal._source_key(source regclass, OUT pk_col name, OUT pk_typ text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n_pk int;
+BEGIN
+    SELECT count(*) INTO n_pk FROM pg_index i, unnest(i.indkey) WHERE i.indrelid = source AND i.indisprimary;
+    IF n_pk = 0 THEN
+        RAISE EXCEPTION 'table % has no primary key', source USING ERRCODE = 'invalid_table_definition',
+              HINT = format('Add one, e.g. ALTER TABLE %s ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY.', source);
+    ELSIF n_pk > 1 THEN
+        RAISE EXCEPTION 'table % has a composite primary key', source USING ERRCODE = 'invalid_table_definition',
+              HINT = 'pgmrl needs a single-column primary key: add a surrogate key column (bigint identity or uuid) with a unique constraint.';
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO pk_col, pk_typ
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indrelid = source AND i.indisprimary;
+    PERFORM mrl_internal._check_columns(source, ARRAY[pk_col], 'primary key');
+END
+$fn$;
+
+-- 3. The MRL rules: which coarse vector the set keeps ('prefix' of an MRL model, a fitted 'rotation', or 'none',
+-- whose tdim is NULL) and its dimension.
+CREATE OR REPLACE FUNCTION mrl_internal._coarse_plan(c mrl.embedding_configs, truncate_dim int, coarse_method text,
+                                                     OUT method text, OUT tdim int)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    tdim := truncate_dim;
+    IF tdim IS NOT NULL AND (tdim <= 0 OR tdim >= c.dims) THEN
+        RAISE EXCEPTION 'truncate_dim % is out of range for % (% dimensions)', tdim, c.name, c.dims
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE WHEN c.supports_mrl
+                              THEN format('Use one of its Matryoshka dimensions below %s: %s, or NULL for the default %s.',
+                                          c.dims, array_to_string(array(SELECT d FROM unnest(c.matryoshka_dims) d WHERE d < c.dims ORDER BY d DESC), ', '), c.default_truncate_dim)
+                              ELSE format('Use a value between 1 and %s (e.g. 128), or NULL to store full vectors only.', c.dims - 1) END;
+    END IF;
+    IF coarse_method IS NOT NULL AND coarse_method NOT IN ('prefix', 'rotation') THEN
+        RAISE EXCEPTION 'unknown coarse_method %', quote_literal(coarse_method) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use ''prefix'' (MRL models) or ''rotation'' (fitted PCA rotation), or leave it NULL to choose by model.';
+    END IF;
+    IF c.supports_mrl THEN
+        tdim := coalesce(tdim, c.default_truncate_dim);
+        method := coalesce(coarse_method, 'prefix');
+        IF method = 'prefix' AND NOT tdim = ANY (c.matryoshka_dims) THEN
+            RAISE EXCEPTION 'truncate_dim % is not a Matryoshka dimension of %', tdim, c.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('%s was trained for: %s. Pick one of those (default %s).', c.name,
+                                    array_to_string(c.matryoshka_dims, ', '), c.default_truncate_dim);
+        END IF;
+    ELSIF tdim IS NULL THEN
+        IF coarse_method IS NOT NULL THEN
+            RAISE EXCEPTION 'coarse_method % needs a truncate_dim', quote_literal(coarse_method) USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give truncate_dim (e.g. 128) to keep a coarse vector.';
+        END IF;
+        method := 'none';
+    ELSE
+        IF coarse_method = 'prefix' THEN
+            RAISE EXCEPTION 'raw prefix truncation of % is refused: it was not trained with Matryoshka loss', c.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Leave coarse_method NULL so pgmrl fits a PCA rotation on the set''s vectors and truncates the rotated vector, or use an MRL model (e.g. nomic-embed-text-v1.5).';
+        END IF;
+        method := 'rotation';
+    END IF;
+END
+$fn$;
+
+-- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change).
+CREATE OR REPLACE FUNCTION mrl_internal._create_vectors_table(slug text, source regclass, pk_col name, pk_typ text,
+                                                              dims int, tdim int)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    vname text := format('%I.%I', 'mrl_data', slug);
+BEGIN
+    EXECUTE format(
+        'CREATE TABLE %s (
+             id %s PRIMARY KEY REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,
+             embedding @vec@.vector(%s) NOT NULL,
+             coarse @vec@.halfvec%s,
+             content_hash text NOT NULL,
+             embedded_at timestamptz NOT NULL DEFAULT now(),
+             truncated bool NOT NULL DEFAULT false)',
+        vname, pk_typ, source, pk_col, dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END);
+    RETURN vname::regclass;
+END
+$fn$;
+
+-- 5. Backfill: queue every existing row with text (the expression as the registry's trigger stored it).
+CREATE OR REPLACE FUNCTION mrl_internal._backfill(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('INSERT INTO mrl.queue (set_id, id) SELECT $1, (mrl_src.%I)::text FROM ONLY %s mrl_src WHERE coalesce((%s)::text, '''') <> ''''',
+                   s.pk_column, s.source, s.text_expr) USING s.id;
+    PERFORM pg_notify('mrl_queue', s.id::text);
+END
+$fn$;

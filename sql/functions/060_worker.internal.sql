@@ -1,0 +1,149 @@
+-- Internal helpers (schema mrl_internal) of 060_worker.sql: not part of the API; EXECUTE is granted in 090_privileges.sql.
+
+-- Current text of the given keys. content_hash = md5(text); stored_hash = the hash of the vector stored now
+-- (so unchanged texts are not embedded again). Keys whose row is gone come back with body NULL.
+CREATE OR REPLACE FUNCTION mrl_internal._fetch_texts(set_id int, ids text[])
+RETURNS TABLE (id text, body text, content_hash text, stored_hash text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
+AS $fn$
+DECLARE
+    s mrl.embedding_sets;
+BEGIN
+    SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _fetch_texts.set_id;
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = s.source) THEN
+        RAISE EXCEPTION 'the source table of embedding set "%" was dropped', s.slug
+            USING ERRCODE = 'undefined_table',
+                  HINT = format('Drop the set with SELECT mrl.drop_embedding_set(%L), or recreate it on the new table.', s.slug);
+    END IF;
+    PERFORM mrl_internal._check_tables(s);
+    RETURN QUERY EXECUTE format(
+        'SELECT k.id, x.body, md5(x.body), v.content_hash
+           FROM unnest($1) AS k(id)
+      LEFT JOIN (SELECT mrl_src.%1$I AS mrl_key, (%2$s)::text AS body FROM ONLY %3$s mrl_src WHERE mrl_src.%1$I = ANY ($1::%4$s[])) x
+             ON x.mrl_key = k.id::%4$s
+      LEFT JOIN %5$s v ON v.id = x.mrl_key',
+        s.pk_column, s.text_expr, s.source, s.pk_type, s.vectors_table) USING ids;
+END
+$fn$;
+
+-- Writes a batch: vectors whose source text still has the hash they were computed from
+-- (a text changed meanwhile was queued again by its UPDATE and is embedded later),
+-- removes vectors of keys whose text is now NULL or empty, and deletes the claimed queue rows.
+-- Source rows are KEY SHARE-locked first, in key order: a concurrent DELETE (which cascades to the vectors)
+-- then either finishes before or waits after, and never deadlocks with the worker; text UPDATEs never wait.
+DROP FUNCTION IF EXISTS mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
+
+CREATE OR REPLACE FUNCTION mrl_internal._apply_batch(set_id int, qids bigint[], ids text[], hashes text[],
+                                            embeddings @vec@.vector[], truncated bool[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET TimeZone = 'UTC' SET bytea_output = 'hex'
+AS $fn$
+DECLARE
+    s mrl.embedding_sets;
+    written bigint := 0;
+    keys text[];
+BEGIN
+    SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _apply_batch.set_id FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN 0;  -- the set was dropped
+    END IF;
+    PERFORM mrl_internal._check_tables(s);
+    SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
+    keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
+    -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
+    -- retries a batch that a concurrent DELETE made fail.)
+    IF has_any_column_privilege(s.source, 'UPDATE') THEN
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
+                       s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
+    END IF;
+    IF coalesce(array_length(ids, 1), 0) > 0 THEN
+        EXECUTE format(
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
+             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
+               FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
+               JOIN (SELECT mrl_src.%2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+                 ON x.mrl_key = b.id::%5$s AND x.mrl_hash = b.hash
+              ORDER BY x.mrl_key
+             ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
+                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at,
+                 truncated = EXCLUDED.truncated',
+            s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
+            CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
+            USING ids, hashes, embeddings, s.id,
+                  coalesce(truncated, array_fill(false, ARRAY[array_length(ids, 1)]));
+        GET DIAGNOSTICS written = ROW_COUNT;
+    END IF;
+    -- Texts that became NULL or empty lose their vector.
+    EXECUTE format(
+        'DELETE FROM %1$s v USING (SELECT mrl_src.%2$I AS mrl_key FROM ONLY %4$s mrl_src
+                                    WHERE mrl_src.%2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x
+          WHERE v.id = x.mrl_key',
+        s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys;
+    DELETE FROM mrl.queue WHERE qid = ANY (qids);
+    RETURN written;
+END
+$fn$;
+
+-- Records a failed attempt: exponential backoff (capped), dead-lettered after max_attempts.
+CREATE OR REPLACE FUNCTION mrl_internal._fail_items(qids bigint[], error text, max_attempts int DEFAULT 5)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    UPDATE mrl.queue
+       SET attempts = attempts + 1,
+           last_error = left(error, 2000),
+           next_attempt_at = clock_timestamp() + least(interval '1 second' * power(2, attempts + 1), interval '10 minutes'),
+           dead = attempts + 1 >= max_attempts,
+           failed_at = CASE WHEN attempts + 1 >= max_attempts THEN clock_timestamp() END
+     WHERE qid = ANY (qids)
+$fn$;
+
+-- Moves keys queued as arrays (mrl.queue_intake) into mrl.queue rows, oldest statements first; keeps their
+-- queue time. Concurrent workers take different intake rows. Returns the keys moved.
+CREATE OR REPLACE FUNCTION mrl_internal._expand_intake(max_statements int DEFAULT 100)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n bigint;
+    total bigint := 0;
+    i record;
+BEGIN
+    BEGIN
+        WITH moved AS (
+            DELETE FROM mrl.queue_intake i
+             WHERE i.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
+            RETURNING i.set_id, i.ids, i.queued_at)
+        INSERT INTO mrl.queue (set_id, id, queued_at)
+        SELECT m.set_id, u.id, m.queued_at
+          FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id)
+         WHERE u.id IS NOT NULL;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    EXCEPTION WHEN OTHERS THEN
+        -- one statement's keys cannot be queued (whatever the reason): move the others, one statement at a time,
+        -- and keep that one in the intake with a warning, so that no set waits for it
+        RAISE WARNING 'pgmrl: expanding queued keys failed (%); moving them one statement at a time', SQLERRM;
+    END;
+    FOR i IN SELECT x.bid, x.set_id, x.ids, x.queued_at FROM mrl.queue_intake x ORDER BY x.bid
+              LIMIT max_statements FOR UPDATE SKIP LOCKED LOOP
+        BEGIN
+            INSERT INTO mrl.queue (set_id, id, queued_at)
+            SELECT i.set_id, u.id, i.queued_at FROM unnest(i.ids) u(id)
+             WHERE u.id IS NOT NULL AND EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = i.set_id);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            DELETE FROM mrl.queue_intake WHERE bid = i.bid;
+            total := total + n;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pgmrl: the keys written by statement % of set % cannot be queued: %', i.bid, i.set_id, SQLERRM;
+        END;
+    END LOOP;
+    RETURN total;
+END
+$fn$;
