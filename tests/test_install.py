@@ -7,8 +7,9 @@ from pgmrl.client import Client
 
 from conftest import with_db
 
-MIGRATIONS = ["001_schema.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql", "004_search_tuning.sql",
-              "005_providers_finetune.sql", "006_queue_intake.sql", "007_security.sql"]
+MIGRATIONS = ["001_schema.sql", "001a_repair_early_001.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql",
+              "004_search_tuning.sql", "005_providers_finetune.sql", "006_queue_intake.sql", "007_security.sql",
+              "007a_repair_early_007.sql"]
 
 
 def test_install_twice_is_a_noop(client):

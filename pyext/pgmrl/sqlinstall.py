@@ -99,11 +99,11 @@ def install(conn: psycopg.Connection) -> list[str]:
         if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
         conn.execute(build_script(schema, ensure_plpython(conn)))
-        after = [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
+        after = [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
     return [m for m in after if m not in before]
 
 
 def installed_migrations(conn: psycopg.Connection) -> list[str]:
     if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
         return []
-    return [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
+    return [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
