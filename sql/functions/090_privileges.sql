@@ -34,7 +34,7 @@ GRANT USAGE ON SCHEMA mrl, mrl_data, mrl_internal TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA mrl FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA mrl FROM PUBLIC;
 GRANT SELECT ON mrl.embedding_configs, mrl.embedding_sets, mrl.rotation_components, mrl.queue_status, mrl.failed_items,
-                mrl.migrations TO PUBLIC;
+                mrl.migrations, mrl.install_record TO PUBLIC;  -- any login may check the schema's version
 
 DROP POLICY IF EXISTS mrl_readers ON mrl.embedding_sets;
 CREATE POLICY mrl_readers ON mrl.embedding_sets FOR SELECT USING (mrl_internal._may_see(source, owner));

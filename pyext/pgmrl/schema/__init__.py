@@ -1,28 +1,76 @@
-"""Installs and upgrades the `mrl` schema.
+"""Builds, installs and checks the `mrl` schema: the SQL this package ships (sql/, see CONTRIBUTING.md).
 
-sql/migrations/NNN_*.sql run once each (recorded in mrl.migrations); sql/functions/NNN_*.sql are idempotent
-(CREATE OR REPLACE) and run on every install, merged by number with sql/plpython/ (servers with plpython3u:
-SQL can reach the sidecar) or sql/fallback/ (servers without it: the same functions explain what is missing). Both are concatenated into one script, so `pgmrl install` and a
-DBA piping `pgmrl install --print-sql` into psql do exactly the same thing.
+sql/migrations/NNN_*.sql run once each (recorded in mrl.migrations); sql/functions/NNN_<concept>.sql (the public
+API) and NNN_<concept>.internal.sql (its helpers in schema mrl_internal, sorting first) are idempotent (CREATE OR
+REPLACE) and run on every install, merged by number with sql/plpython/ (servers with plpython3u: SQL can reach the
+sidecar) or sql/fallback/ (servers without it: the same functions explain what is missing). Everything is
+concatenated into one script, so `pgmrl install` and a DBA piping `pgmrl install --print-sql` into psql do exactly
+the same thing.
+
+A landed migration is never edited again: each is recorded with the sha256 of its text (sql/migrations/CHECKSUMS
+lists them; a test keeps the two in step) and the script refuses one whose recorded checksum differs, apart from
+the earlier texts in HISTORICAL_CHECKSUMS. Fixes go into a new migration. The script's last statement records a
+digest of the function files it ran (mrl.install_record), so schema_problem() can tell a database whose schema is
+not this code's.
 """
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 
 import psycopg
 from psycopg import sql
 
+from .. import __version__
 from ..errors import PgmrlError
 
 MIN_PGVECTOR = (0, 7, 0)
 _LOCK_KEY = 0x6D726C  # advisory lock serialising concurrent installs
+_FUNCTION_KINDS = ("functions", "plpython", "fallback")
+
+# Migrations edited after they landed (before checksums were recorded): the checksums of their earlier texts, which
+# a database installed then may carry. Their missing parts are added by the repair migrations named here. Never add
+# to this for a new edit: change nothing that has landed, write a new migration.
+HISTORICAL_CHECKSUMS: dict[str, tuple[str, ...]] = {
+    # f74a3b3..b2e1cd6: without embedding_sets.mode and mrl.settings (001a_repair_early_001.sql)
+    "001_schema.sql": ("bd2ee26ea5695f7722315ab083acbfe3405a50db0ea4dabad785c0750125a090",),
+    # dfa4366: without the owner columns; fe255e2: without the queue's digest index (007a_repair_early_007.sql)
+    "007_security.sql": ("0d47e65bb27ae73e0341c9d27b571cc79533af9dd34386d3492e074951a5c20b",
+                         "ed1576ae5c6c63f7491cd77ef9f0ad246aebf97f625af49ef8a70460692a29f7"),
+}
 
 
 def _files(kind: str) -> list[tuple[str, str]]:
     folder = resources.files("pgmrl.schema") / "sql" / kind
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
     return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+def checksum(text: str) -> str:
+    """The checksum recorded for a migration: sha256 of its file's text (before @vec@ is substituted)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(name, text) of every migration, in the order they run."""
+    return _files("migrations")
+
+
+def functions_digest() -> str:
+    """sha256 over the names and texts of every function file (all variants): what mrl.install_record holds after
+    an install by this code, whatever the vector schema and plpython3u."""
+    h = hashlib.sha256()
+    for kind in _FUNCTION_KINDS:
+        for name, body in _files(kind):
+            data = body.encode("utf-8")
+            h.update(f"{kind}/{name}\0{len(data)}\0".encode())
+            h.update(data)
+    return h.hexdigest()
+
+
+def _literal(value: str) -> str:
+    return sql.Literal(value).as_string(None)
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -40,21 +88,39 @@ def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
         "END IF; END $check$;",
         "CREATE SCHEMA IF NOT EXISTS mrl;",
         "CREATE TABLE IF NOT EXISTS mrl.migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
+        "ALTER TABLE mrl.migrations ADD COLUMN IF NOT EXISTS checksum text;  -- sha256 of the migration's text",
     ]
-    for name, body in _files("migrations"):
+    for name, body in migrations():
         if "$pgmrl_migration$" in body:
             raise ValueError(f"{name} uses the reserved dollar-quote tag")
+        digest = checksum(body)
+        accepted = ", ".join(_literal(c) for c in (digest, *HISTORICAL_CHECKSUMS.get(name, ())))
         body = body.replace("@vec@", vec)
+        # Run once; a database recorded by a pgmrl that kept no checksums gets this one; a different one is refused.
         out.append(
-            f"DO $pgmrl_run$ BEGIN\n"
-            f"IF NOT EXISTS (SELECT FROM mrl.migrations WHERE name = '{name}') THEN\n"
+            f"DO $pgmrl_run$ DECLARE recorded text; BEGIN\n"
+            f"SELECT checksum INTO recorded FROM mrl.migrations WHERE name = {_literal(name)};\n"
+            f"IF NOT FOUND THEN\n"
             f"EXECUTE $pgmrl_migration$\n{body}\n$pgmrl_migration$;\n"
-            f"INSERT INTO mrl.migrations (name) VALUES ('{name}');\n"
+            f"INSERT INTO mrl.migrations (name, checksum) VALUES ({_literal(name)}, {_literal(digest)});\n"
+            f"ELSIF recorded IS NULL THEN\n"
+            f"UPDATE mrl.migrations SET checksum = {_literal(digest)} WHERE name = {_literal(name)};\n"
+            f"ELSIF recorded NOT IN ({accepted}) THEN\n"
+            f"RAISE EXCEPTION 'pgmrl: migration % was changed after it was applied to this database "
+            f"(recorded checksum %, this pgmrl''s %)', {_literal(name)}, recorded, {_literal(digest)}\n"
+            f"USING HINT = 'A landed migration must never be edited: restore its text and put the change in a new "
+            f"migration (or install the pgmrl version that applied it).';\n"
             f"END IF; END $pgmrl_run$;"
         )
     functions = sorted(_files("functions") + _files("plpython" if plpython else "fallback"))
     for name, body in functions:
         out.append(f"-- {name}\n" + body.replace("@vec@", vec))
+    # Last: which function files this database now runs (schema_problem compares it with the code's).
+    out.append(
+        f"INSERT INTO mrl.install_record (functions_digest, pgmrl_version) "
+        f"VALUES ({_literal(functions_digest())}, {_literal(__version__)})\n"
+        f"ON CONFLICT (singleton) DO UPDATE SET functions_digest = EXCLUDED.functions_digest, "
+        f"pgmrl_version = EXCLUDED.pgmrl_version, installed_at = now();")
     return "\n\n".join(out) + "\n"
 
 
@@ -99,11 +165,45 @@ def install(conn: psycopg.Connection) -> list[str]:
         if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
         conn.execute(build_script(schema, ensure_plpython(conn)))
-        after = [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
+        after = [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
     return [m for m in after if m not in before]
 
 
 def installed_migrations(conn: psycopg.Connection) -> list[str]:
     if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
         return []
-    return [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
+    return [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
+
+
+def schema_problem(conn: psycopg.Connection) -> str | None:
+    """None when the database holds the schema this code installs; else what is wrong and what to do (run
+    `pgmrl install`, or upgrade pgmrl when the database is newer). Reads only what PUBLIC may read."""
+    if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
+        return "pgmrl is not installed in this database: run `pgmrl install`"
+    recorded = {r[0]: r[1] for r in conn.execute("SELECT name, to_jsonb(m) ->> 'checksum' FROM mrl.migrations m")}
+    known = dict(migrations())
+    newer = sorted(set(recorded) - set(known))
+    if newer:
+        return (f"this database's pgmrl schema is newer than this pgmrl (migrations it does not know: "
+                f"{', '.join(newer)}): upgrade pgmrl to the version that installed it (`pgmrl install` would not "
+                f"downgrade it)")
+    missing = sorted(set(known) - set(recorded), key=lambda n: n.encode())
+    if missing:
+        return (f"this database's pgmrl schema is older than this pgmrl (migrations not applied: "
+                f"{', '.join(missing)}): run `pgmrl install` to upgrade it")
+    for name, text in known.items():
+        found = recorded[name]
+        if found is not None and found != checksum(text) and found not in HISTORICAL_CHECKSUMS.get(name, ()):
+            return (f"migration {name} in this database differs from this pgmrl's (recorded checksum {found}): it "
+                    f"was installed by another build of pgmrl; install the matching pgmrl (`pgmrl install` refuses "
+                    f"a changed migration)")
+    row = None
+    if conn.execute("SELECT to_regclass('mrl.install_record')").fetchone()[0] is not None:
+        row = conn.execute("SELECT functions_digest, pgmrl_version FROM mrl.install_record").fetchone()
+    if row is None:
+        return "this database's pgmrl functions were installed by an older pgmrl: run `pgmrl install` to upgrade them"
+    if row[0] != functions_digest():
+        return (f"this database's pgmrl functions are not this pgmrl's (installed by pgmrl {row[1]}, other function "
+                f"files): run `pgmrl install` with this pgmrl to bring them up to date (or, if the database's are "
+                f"newer, upgrade pgmrl)")
+    return None
