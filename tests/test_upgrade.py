@@ -379,3 +379,23 @@ def test_schema_problem_reads_only_what_any_login_may(client):
             assert schema.schema_problem(conn) is None
     finally:
         conn.execute("DROP ROLE pgmrl_nobody_upgrade")
+
+
+def test_worker_and_cli_say_to_run_install_on_an_older_schema(client, dsn):
+    """A database whose functions an older pgmrl installed: `pgmrl serve --once` and the CLI refuse with what to do,
+    instead of failing on a missing function; `pgmrl install` brings it back."""
+    from click.testing import CliRunner
+
+    from pgmrl.cli import cli
+    from pgmrl.errors import SchemaMismatch
+    from pgmrl.worker import Worker
+
+    client.conn.execute("UPDATE mrl.install_record SET functions_digest = md5('older'), pgmrl_version = '0.0.9'")
+    with pytest.raises(SchemaMismatch, match="run `pgmrl install`"):
+        Worker(dsn).run(once=True)
+    out = CliRunner().invoke(cli, ["status", "--dsn", dsn])
+    assert out.exit_code == 1 and "installed by pgmrl 0.0.9" in out.output and "pgmrl install" in out.output, out.output
+    out = CliRunner().invoke(cli, ["install", "--dsn", dsn])
+    assert out.exit_code == 0, out.output
+    assert CliRunner().invoke(cli, ["status", "--dsn", dsn]).exit_code == 0
+    Worker(dsn).run(once=True)

@@ -7,3 +7,7 @@ class PgmrlError(Exception):
 
 class DatabaseUnavailable(PgmrlError):
     """The database could not be reached (down, restarting, wrong address)."""
+
+
+class SchemaMismatch(PgmrlError):
+    """The database's pgmrl schema is not the one this pgmrl installs (older: run `pgmrl install`)."""

@@ -32,15 +32,24 @@ def embedded_server(data_dir):
     return EmbeddedServer(data_dir or default_data_dir())
 
 
-def resolve_dsn(dsn: str | None, sidecar: bool = False) -> str:
-    """The DSN given, else the embedded server's (for `sidecar`: its least-privileged sidecar login, if installed)."""
-    if dsn:
-        return dsn
-    server = embedded_server(os.environ.get("PGMRL_DATA_DIR"))
-    if server.is_running():
-        return server.sidecar_dsn() if sidecar else server.dsn()
-    raise PgmrlError(f"no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with `pgmrl up` "
-                     f"(looked in {server.data_dir})")
+def resolve_dsn(dsn: str | None, sidecar: bool = False, check_schema: bool = True) -> str:
+    """The DSN given, else the embedded server's (for `sidecar`: its least-privileged sidecar login, if installed).
+    `check_schema`: refuse, with what to do, a database whose pgmrl schema is not this pgmrl's (`pgmrl install`)."""
+    if not dsn:
+        server = embedded_server(os.environ.get("PGMRL_DATA_DIR"))
+        if not server.is_running():
+            raise PgmrlError(f"no database given: pass --dsn (or set PGMRL_DSN), or start the embedded server with "
+                             f"`pgmrl up` (looked in {server.data_dir})")
+        dsn = server.sidecar_dsn() if sidecar else server.dsn()
+    if check_schema:
+        from ..db import connect
+        from ..schema import schema_problem
+
+        with connect(dsn, autocommit=True) as conn:
+            problem = schema_problem(conn)
+        if problem:
+            raise PgmrlError(problem)
+    return dsn
 
 
 def json_object(text: str, option: str) -> dict:

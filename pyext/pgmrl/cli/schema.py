@@ -22,7 +22,7 @@ def install(dsn, print_sql, vector_schema, plpython):
         return
     from ..client import Client
 
-    with Client(resolve_dsn(dsn)) as client:
+    with Client(resolve_dsn(dsn, check_schema=False)) as client:
         applied = client.install()
     click.echo(f"pgmrl schema installed; migrations applied now: {', '.join(applied) or 'none (already current)'}")
 

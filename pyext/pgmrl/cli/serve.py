@@ -55,7 +55,9 @@ def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port
     if not once:
         click.echo(f"pgmrl sidecar: worker waiting for queued rows"
                    f"{'' if no_http else f'; HTTP on {host}:{port}'} (Ctrl-C to stop)", err=True)
-    worker = run_sidecar(resolve_dsn(dsn, sidecar=True), host=host, port=port, token=token, token_role=token_role,
+    # the worker itself checks the schema (and waits for `pgmrl install` instead of exiting)
+    worker = run_sidecar(resolve_dsn(dsn, sidecar=True, check_schema=False), host=host, port=port, token=token,
+                         token_role=token_role,
                          tokens_file=tokens_file, token_file=token_file, advertise_url=advertise_url,
                          http=not no_http, once=once, batch_size=batch_size, poll_interval=poll_interval,
                          max_attempts=max_attempts, device=device)

@@ -15,7 +15,8 @@ import psycopg
 
 from ..db import connect
 from ..embedding import Embedder, EmbeddingConfig, get_embedder
-from ..errors import DatabaseUnavailable
+from ..errors import DatabaseUnavailable, SchemaMismatch
+from ..schema import schema_problem
 from .batch import Batches
 from .maintenance import fit_due_rotations, switch_due_sets
 from .metrics import Metrics
@@ -23,6 +24,7 @@ from .metrics import Metrics
 log = logging.getLogger("pgmrl.worker")
 
 CHANNEL = "mrl_queue"
+SCHEMA_RECHECK = 30.0  # seconds between checks while the database needs `pgmrl install`
 
 
 class Worker(Batches):
@@ -63,6 +65,10 @@ class Worker(Batches):
         conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                           (f"{int(self.lock_timeout * 1000)}", f"{int(self.transaction_timeout * 1000)}"))
         conn.commit()
+        problem = schema_problem(conn)  # never embed with SQL this code does not know (e.g. after a pgmrl upgrade)
+        conn.commit()
+        if problem:
+            raise SchemaMismatch(problem)
         listen = self.listen_conn = connect(self.dsn, autocommit=True, application_name="pgmrl worker (listen)")
         listen.execute(f"LISTEN {CHANNEL}")
 
@@ -142,6 +148,12 @@ class Worker(Batches):
                 if once:
                     break
                 self._wait()
+            except SchemaMismatch as exc:
+                self.close()
+                if once:
+                    raise
+                log.error("%s; checking again in %.0f s", exc, SCHEMA_RECHECK)
+                self.stop.wait(SCHEMA_RECHECK)
             except (psycopg.OperationalError, DatabaseUnavailable) as exc:
                 log.warning("database unavailable (%s); reconnecting in %.0f s", str(exc).splitlines()[0], backoff)
                 self.close()
