@@ -13,6 +13,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from ..db import one, scalar
 from ..errors import PgmrlError
 
 MIN_PGVECTOR = (0, 7, 0)
@@ -66,9 +67,9 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
             "pgvector is not installed on this PostgreSQL server. Install it (e.g. the postgresql-NN-pgvector "
             "package, or build it from source), or use the embedded server: `pgmrl up`.")
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    version, schema = conn.execute(
+    version, schema = one(conn.execute(
         "SELECT e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-        "WHERE e.extname = 'vector'").fetchone()
+        "WHERE e.extname = 'vector'"))  # just created
     if _version_tuple(version) < MIN_PGVECTOR:
         raise PgmrlError(
             f"pgvector {version} is too old: pgmrl needs >= {'.'.join(map(str, MIN_PGVECTOR))} (halfvec, "
@@ -95,8 +96,8 @@ def install(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         schema = ensure_pgvector(conn)
-        before = set()
-        if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is not None:
+        before: set[str] = set()
+        if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
         conn.execute(build_script(schema, ensure_plpython(conn)))
         after = [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]
@@ -104,6 +105,6 @@ def install(conn: psycopg.Connection) -> list[str]:
 
 
 def installed_migrations(conn: psycopg.Connection) -> list[str]:
-    if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
+    if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is None:
         return []
     return [r[0] for r in conn.execute("SELECT name FROM mrl.migrations ORDER BY name")]

@@ -12,6 +12,7 @@ import psycopg
 
 from ..db import VectorList
 from ..embedding import Embedder, EmbeddingConfig
+from ..errors import PgmrlError
 from .metrics import Metrics
 
 log = logging.getLogger("pgmrl.worker")
@@ -38,8 +39,10 @@ class Batches:
 
     def _embedder(self, set_id: int) -> Embedder:
         if set_id not in self._configs:
-            name = self._db().execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()[0]
-            self._configs[set_id] = EmbeddingConfig.load(self._db(), name)
+            row = self._db().execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()
+            if row is None:  # dropped since its queue rows were read; the batch fails like any other
+                raise PgmrlError(f"embedding set {set_id} no longer exists")
+            self._configs[set_id] = EmbeddingConfig.load(self._db(), row[0])
         return self._embedder_for(self._configs[set_id])
 
     def _claim_and_embed(self, set_id: int, only_qids: list[int] | None = None) -> tuple[int, list[int]]:
