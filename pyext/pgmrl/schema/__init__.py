@@ -2,8 +2,9 @@
 
 sql/migrations/NNN_*.sql run once each (recorded in mrl.migrations); sql/functions/NNN_*.sql are idempotent
 (CREATE OR REPLACE) and run on every install, merged by number with sql/plpython/ (servers with plpython3u:
-SQL can reach the sidecar) or sql/fallback/ (servers without it: the same functions explain what is missing). Both are concatenated into one script, so `pgmrl install` and a
-DBA piping `pgmrl install --print-sql` into psql do exactly the same thing.
+SQL can reach the sidecar) or sql/fallback/ (servers without it: the same functions explain what is missing).
+Both are concatenated into one script, so `pgmrl install` and a DBA piping `pgmrl install --print-sql` into psql
+do exactly the same thing.
 """
 
 from __future__ import annotations
