@@ -48,6 +48,8 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmr
         pass  # pgvector not created in this database yet (before `pgmrl install`)
     else:
         info = psycopg.types.TypeInfo.fetch(conn, "vector")
+        if info is None:  # register_vector just found the type, so this cannot happen
+            raise psycopg.ProgrammingError("vector type not found")
         dumper = type("VectorArrayDumper", (_VectorListDumper,), {"oid": info.array_oid})
         conn.adapters.register_dumper(VectorList, dumper)
     if not autocommit:

@@ -112,7 +112,11 @@ def storage(dsn, model, dims, rows, truncate_dim, m, slug):
     info = guide.lookup(model) if model else None
     if model and not info and not dims:
         raise PgmrlError(f"unknown model {model!r}; known: {', '.join(guide.CATALOGUE)} (or give --dims)")
-    d = dims or info.dims
+    if dims:
+        d = dims
+    else:
+        assert info is not None  # without --dims, --model names a known model (checked above)
+        d = info.dims
     if rows <= 0:
         raise click.BadParameter("must be positive", param_hint="--rows")
     if truncate_dim is not None and not 0 < truncate_dim < d:

@@ -160,6 +160,7 @@ def make_pairs(ids: Sequence[str], docs: Sequence[str], queries_per_doc: int, va
         if llm:
             qs = [(q, "llm") for q in llm_queries(doc, queries_per_doc, **llm)]
         else:
+            assert gen is not None  # built above whenever there is no llm
             qs = gen.queries(doc, queries_per_doc)
         pairs += [Pair(str(doc_id), q, split, m) for q, m in qs]
         if progress is not None:

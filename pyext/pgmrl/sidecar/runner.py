@@ -33,7 +33,7 @@ def check_bind(host: str, token: str | None) -> None:
                          f"sidecar. Set --token / PGMRL_TOKEN, or bind 127.0.0.1.")
     if token is not None and not token.strip():
         raise PgmrlError("the token is blank: give a long random one (e.g. `openssl rand -hex 32`)")
-    if not is_loopback(host) and len(token.strip()) < MIN_TOKEN_LENGTH:
+    if not is_loopback(host) and token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:  # not None: checked above
         raise PgmrlError(f"refusing to listen on {host} with a {len(token.strip())}-character token: use at least "
                          f"{MIN_TOKEN_LENGTH} random characters (e.g. `openssl rand -hex 32`)")
 
