@@ -147,8 +147,9 @@ class Client:
                 chunk = [str(i) for i in ids[start:start + batch_size]]
                 vecs = vectors[start:start + batch_size]
                 with conn.transaction():
-                    hashes = dict(conn.execute("SELECT id, content_hash FROM mrl_internal._fetch_texts(%s, %s) WHERE body <> ''",
-                                               (set_id, chunk)).fetchall())
+                    hashes: dict[str, str] = dict(conn.execute(
+                        "SELECT id, content_hash FROM mrl_internal._fetch_texts(%s, %s) WHERE body <> ''",
+                        (set_id, chunk)).fetchall())
                     keep = [j for j, i in enumerate(chunk) if i in hashes]
                     qids = [r[0] for r in conn.execute(
                         "SELECT qid FROM mrl.queue WHERE set_id = %s AND id = ANY(%s) FOR UPDATE", (set_id, chunk))]

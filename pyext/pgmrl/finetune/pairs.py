@@ -175,7 +175,9 @@ def no_duplicate_batches(pairs: Sequence[tuple[str, str, str]], batch_size: int,
     pending = [pairs[i] for i in rng.permutation(len(pairs))]
     batches = []
     while pending:
-        batch, used, rest = [], set(), []
+        batch: list[tuple[str, str, str]] = []
+        used: set[str] = set()
+        rest: list[tuple[str, str, str]] = []
         for p in pending:
             if len(batch) < batch_size and p[0] not in used:
                 batch.append(p)

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
 import psycopg
 
 from ..db import VectorList
@@ -75,7 +76,7 @@ class Batches:
         todo = [(i, body, h) for i, body, h, stored in rows if body and h != stored]
         texts = [t[1] for t in todo]
         embedder = self._embedder(set_id)
-        vectors = embedder.encode(texts, kind="document") if todo else []
+        vectors: np.ndarray | list[np.ndarray] = embedder.encode(texts, kind="document") if todo else []
         truncated = embedder.truncated(texts) if todo else []
         if any(truncated):
             log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",
