@@ -21,7 +21,7 @@ class EmbedRequest(BaseModel):
     texts: list[Text] = Field(min_length=1, max_length=1024)
     config: Name = "all-minilm-l6-v2"
     kind: Literal["query", "document"] = "query"
-    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    truncate_dim: int | None = Field(default=None, ge=1, le=16000)
     format: Literal["json", "f32"] = "json"
 
 

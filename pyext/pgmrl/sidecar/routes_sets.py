@@ -29,7 +29,7 @@ class CreateSetRequest(BaseModel):
     slug: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     set_type: Literal["full"] = "full"
     embedding_config_id: Name = "all-minilm-l6-v2"
-    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    truncate_dim: int | None = Field(default=None, ge=1, le=16000)
     auto_embed_rules: AutoEmbedRules = AutoEmbedRules()
     source_table: Name
     text_column: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
