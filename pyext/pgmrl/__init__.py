@@ -3,9 +3,8 @@
 Importing the package has no side effects: no model is loaded and no server is started.
 """
 
+from ._version import __version__
 from .errors import PgmrlError
-
-__version__ = "0.1.0"
 
 __all__ = ["Client", "PgmrlError", "__version__"]
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from . import schema, textexpr
-from .db import VectorList, connect
+from .db import VectorList, connect, one, scalar
 from .embedding import EmbeddingConfig, get_embedder
 from .errors import PgmrlError
 
@@ -57,17 +57,17 @@ class Client:
                    truncate_dim: int | None = None, on_create: bool = True, on_update: bool = True,
                    coarse_method: str | None = None, mode: str = "async") -> str:
         """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table."""
-        row = self.conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+        row = one(self.conn.execute("SELECT to_regclass(%s)::oid", (table,)))
         if row[0] is None:
             raise PgmrlError(f"table {table!r} does not exist (schema-qualify it if it is not on the search_path)")
         columns = [r[0] for r in self.conn.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             (row[0],))]
         textexpr.validate(text_column, columns)
-        return self.conn.execute(
+        return scalar(self.conn.execute(
             "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s)::text",
             (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method,
-             mode)).fetchone()[0]
+             mode)))
 
     def set_exists(self, slug: str) -> bool:
         return self.conn.execute("SELECT 1 FROM mrl.embedding_sets WHERE slug = %s", (slug,)).fetchone() is not None
@@ -79,9 +79,9 @@ class Client:
         slugs = [slug] if slug else [r[0] for r in self.conn.execute("SELECT slug FROM mrl.embedding_sets ORDER BY slug")]
         out = []
         for s in slugs:
-            cur = self.conn.execute("SELECT * FROM mrl.set_status(%s)", (s,))
-            names = [d.name for d in cur.description]
-            out.append(dict(zip(names, cur.fetchone())))
+            # one row: its _set() raises for a set the role may not see (the same row-level rule as mrl.queue_status)
+            cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+            out.append(one(cur.execute("SELECT * FROM mrl.set_status(%s)", (s,))))
         return out
 
     def failed_items(self, slug: str | None = None) -> list[dict]:
@@ -90,14 +90,14 @@ class Client:
                            "WHERE %(slug)s::text IS NULL OR slug = %(slug)s ORDER BY qid", {"slug": slug}).fetchall()
 
     def retry_failed(self, slug: str) -> int:
-        return self.conn.execute("SELECT mrl.retry_failed(%s)", (slug,)).fetchone()[0]
+        return scalar(self.conn.execute("SELECT mrl.retry_failed(%s)", (slug,)))
 
     def refit(self, slug: str) -> int:
         """Fits the set's rotation now (instead of waiting for the sidecar); returns the vectors used."""
         from .worker import fit_set_rotation
 
-        set_id, method = self.conn.execute(
-            "SELECT (s).id, (s).coarse_method FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
+        set_id, method = one(self.conn.execute(
+            "SELECT (s).id, (s).coarse_method FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)))
         if method != "rotation":
             self.conn.execute("SELECT mrl.refit_rotation(%s)", (slug,))  # raises the explanatory error
         with connect(self.dsn, role=self.role) as conn:
@@ -108,7 +108,7 @@ class Client:
         return EmbeddingConfig.load(self.conn, name)
 
     def set_config(self, slug: str) -> EmbeddingConfig:
-        name = self.conn.execute("SELECT (mrl_internal._set(%s)).config", (slug,)).fetchone()[0]
+        name = scalar(self.conn.execute("SELECT (mrl_internal._set(%s)).config", (slug,)))
         return self.config(name)
 
     def embed(self, texts: Sequence[str], config: str = "all-minilm-l6-v2", kind: str = "query") -> np.ndarray:
@@ -136,8 +136,9 @@ class Client:
             raise PgmrlError(f"{len(ids)} ids but {len(vectors)} vectors")
         written = 0
         with connect(self.dsn, role=self.role) as conn:
-            set_id, dims = conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
-            while conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0]:  # written keys -> queue rows
+            set_id, dims = one(conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl_internal._set(%s) AS s) x",
+                                            (slug,)))
+            while scalar(conn.execute("SELECT mrl_internal._expand_intake()")):  # written keys -> queue rows
                 conn.commit()
             conn.commit()
             if vectors.ndim != 2 or vectors.shape[1] != dims:
@@ -146,14 +147,15 @@ class Client:
                 chunk = [str(i) for i in ids[start:start + batch_size]]
                 vecs = vectors[start:start + batch_size]
                 with conn.transaction():
-                    hashes = dict(conn.execute("SELECT id, content_hash FROM mrl_internal._fetch_texts(%s, %s) WHERE body <> ''",
-                                               (set_id, chunk)).fetchall())
+                    hashes: dict[str, str] = dict(conn.execute(
+                        "SELECT id, content_hash FROM mrl_internal._fetch_texts(%s, %s) WHERE body <> ''",
+                        (set_id, chunk)).fetchall())
                     keep = [j for j, i in enumerate(chunk) if i in hashes]
                     qids = [r[0] for r in conn.execute(
                         "SELECT qid FROM mrl.queue WHERE set_id = %s AND id = ANY(%s) FOR UPDATE", (set_id, chunk))]
-                    written += conn.execute("SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s)",
-                                            (set_id, qids, [chunk[j] for j in keep], [hashes[chunk[j]] for j in keep],
-                                             VectorList(vecs[keep]))).fetchone()[0]
+                    written += scalar(conn.execute("SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s)",
+                                                   (set_id, qids, [chunk[j] for j in keep],
+                                                    [hashes[chunk[j]] for j in keep], VectorList(vecs[keep]))))
                 if progress is not None:
                     progress.update(len(chunk))
         return written
@@ -161,8 +163,8 @@ class Client:
     # -- measurement --------------------------------------------------------------------------------------
     def strategies(self, slug: str) -> list[str]:
         """The strategies this set can serve now: exact always, the others when their vectors/indexes exist."""
-        method, version = self.conn.execute("SELECT (s).coarse_method, (s).rotation_version "
-                                            "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
+        method, version = one(self.conn.execute("SELECT (s).coarse_method, (s).rotation_version "
+                                                "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)))
         kinds = {r[0] for r in self.conn.execute("SELECT kind FROM mrl.search_indexes(%s)", (slug,))}
         out = ["exact"]
         if method == "prefix" or (method == "rotation" and version > 0):

@@ -3,11 +3,14 @@ every connection pgmrl opens, so numpy arrays go in as `vector` and come back as
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import psycopg
 import psycopg.sql
 from pgvector.psycopg import register_vector
 from psycopg.adapt import Dumper
+from psycopg.rows import Row, TupleRow
 
 from .errors import DatabaseUnavailable
 
@@ -45,11 +48,27 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmr
         pass  # pgvector not created in this database yet (before `pgmrl install`)
     else:
         info = psycopg.types.TypeInfo.fetch(conn, "vector")
+        if info is None:  # register_vector just found the type, so this cannot happen
+            raise psycopg.ProgrammingError("vector type not found")
         dumper = type("VectorArrayDumper", (_VectorListDumper,), {"oid": info.array_oid})
         conn.adapters.register_dumper(VectorList, dumper)
     if not autocommit:
         conn.rollback()  # type look-ups opened a transaction; start clean
     return conn
+
+
+def one(cur: psycopg.Cursor[Row]) -> Row:
+    """The row a query that always returns one (an aggregate, a scalar function call) returned; raises
+    psycopg.ProgrammingError if it returned none (an internal error, not a user's)."""
+    row = cur.fetchone()
+    if row is None:
+        raise psycopg.ProgrammingError("the query returned no row where one was expected")
+    return row
+
+
+def scalar(cur: psycopg.Cursor[TupleRow]) -> Any:
+    """The first column of the row a query that always returns one returned (see `one`)."""
+    return one(cur)[0]
 
 
 def to_numpy(value) -> np.ndarray:

@@ -120,8 +120,8 @@ def score(runs: dict[str, list[list[str]]], relevant: list[set[str]], latencies:
 def run_strategies(search: Callable[[np.ndarray, str], list[str]], queries: Iterable[np.ndarray],
                    strategies: Sequence[str], progress=None) -> tuple[dict[str, list[list[str]]], dict[str, list[float]]]:
     """Runs every query through `search(vector, strategy)` for each strategy; ids and latencies (ms)."""
-    runs = {s: [] for s in strategies}
-    lat = {s: [] for s in strategies}
+    runs: dict[str, list[list[str]]] = {s: [] for s in strategies}
+    lat: dict[str, list[float]] = {s: [] for s in strategies}
     for q in queries:
         for s in strategies:
             t = time.perf_counter()

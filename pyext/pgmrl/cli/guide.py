@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 import psycopg
@@ -24,14 +25,15 @@ def models(dsn, as_json):
     whether it can run here (a local model folder, the bundled model, or a remote provider)."""
     from ..embedding import EmbeddingConfig, resolve_local_model
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         from ..db import connect
 
         with connect(resolve_dsn(dsn), autocommit=True) as conn:
-            cur = conn.execute("SELECT name, model, provider, dims, matryoshka_dims, params_millions, best_for, "
-                               "endpoint FROM mrl.embedding_configs ORDER BY builtin DESC, params_millions, name")
-            rows = [dict(zip([d.name for d in cur.description], r)) for r in cur]
+            cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+            rows = cur.execute("SELECT name, model, provider, dims, matryoshka_dims, params_millions, best_for, "
+                               "endpoint FROM mrl.embedding_configs ORDER BY builtin DESC, params_millions, name"
+                               ).fetchall()
     except (PgmrlError, psycopg.Error) as exc:  # no database: the built-in catalogue
         click.echo(f"(no database: {str(exc).splitlines()[0]}; showing the built-in catalogue)", err=True)
         from ..embedding import BUNDLED_MODEL
@@ -110,7 +112,11 @@ def storage(dsn, model, dims, rows, truncate_dim, m, slug):
     info = guide.lookup(model) if model else None
     if model and not info and not dims:
         raise PgmrlError(f"unknown model {model!r}; known: {', '.join(guide.CATALOGUE)} (or give --dims)")
-    d = dims or info.dims
+    if dims:
+        d = dims
+    else:
+        assert info is not None  # without --dims, --model names a known model (checked above)
+        d = info.dims
     if rows <= 0:
         raise click.BadParameter("must be positive", param_hint="--rows")
     if truncate_dim is not None and not 0 < truncate_dim < d:
@@ -134,14 +140,14 @@ def storage(dsn, model, dims, rows, truncate_dim, m, slug):
 
 
 def _measured(dsn: str, slug: str) -> None:
-    from ..db import connect
+    from ..db import connect, one, scalar
 
     with connect(dsn, autocommit=True) as conn:
-        vt, dims, tdim = conn.execute("SELECT (s).vectors_table::text, (s).dims, (s).truncate_dim "
-                                      "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)).fetchone()
-        n, emb, coarse = conn.execute(f"SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0), "
-                                      f"coalesce(sum(pg_column_size(coarse)), 0) FROM {vt}").fetchone()
-        table = conn.execute("SELECT pg_table_size(%s::regclass)", (vt,)).fetchone()[0]
+        vt, dims, tdim = one(conn.execute("SELECT (s).vectors_table::text, (s).dims, (s).truncate_dim "
+                                          "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)))
+        n, emb, coarse = one(conn.execute(f"SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0), "
+                                          f"coalesce(sum(pg_column_size(coarse)), 0) FROM {vt}"))
+        table = scalar(conn.execute("SELECT pg_table_size(%s::regclass)", (vt,)))
         click.echo(f"set {slug}: {n:,} vectors of {dims} dims" + (f", coarse {tdim} dims" if tdim else ""))
         click.echo(f"  {'table (heap, measured)':48s} {_gb(table)}")
         click.echo(f"  {'  of which embedding values':48s} {_gb(emb)}")

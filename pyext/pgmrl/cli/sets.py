@@ -40,10 +40,10 @@ def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_
 def alter_set(dsn, slug, config, truncate_dim):
     """Re-embed set SLUG with another model or coarse dimension in the background; the old vectors keep
     serving until the new ones are complete, then `pgmrl serve` switches them in atomically."""
-    from ..db import connect
+    from ..db import connect, scalar
 
     with connect(resolve_dsn(dsn), autocommit=True) as conn:
-        click.echo(conn.execute("SELECT mrl.alter_embedding_set(%s, %s, %s)", (slug, config, truncate_dim)).fetchone()[0])
+        click.echo(scalar(conn.execute("SELECT mrl.alter_embedding_set(%s, %s, %s)", (slug, config, truncate_dim))))
 
 
 @click.command("drop-set")

@@ -10,7 +10,10 @@ import gzip
 import json
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from importlib import resources
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,8 +39,12 @@ def sample_corpus(rows: int) -> list[dict]:
     return out
 
 
-def _timed(fn, repeat: int = 5) -> tuple[object, float]:
-    times, result = [], None
+_T = TypeVar("_T")
+
+
+def _timed(fn: Callable[[], _T], repeat: int = 5) -> tuple[_T, float]:
+    """fn's last result and its median time (ms) over `repeat` (>= 1) calls."""
+    times: list[float] = []
     for _ in range(repeat):
         t = time.perf_counter()
         result = fn()
@@ -85,11 +92,11 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
     echo(f"    {st['embedded']}/{st['rows']} rows embedded, {st['queued']} queued, {st['failed']} failed")
 
     echo("5/5 searching: two-stage (128-d HNSW, then exact 384-d re-rank of 100 candidates) vs exact 384-d scan")
-    names = dict(conn.execute(f"SELECT id::text, package FROM {TABLE}").fetchall())
+    names: dict[str, str] = dict(conn.execute(f"SELECT id::text, package FROM {TABLE}").fetchall())
     for text in SAMPLE_QUERIES:
         q = client.embed([text])[0]
-        two, t_two = _timed(lambda q=q: client.search(SLUG, q, 10))
-        exact, t_exact = _timed(lambda q=q: client.search(SLUG, q, 10, "exact"))
+        two, t_two = _timed(partial(client.search, SLUG, q, 10))
+        exact, t_exact = _timed(partial(client.search, SLUG, q, 10, "exact"))
         top = ", ".join(names[i] for i, _ in two[:3])
         echo(f"  '{text}': {top}  | agreement@10 {agreement([i for i, _ in two], [i for i, _ in exact], 10):.2f}, "
              f"{t_two:.2f} ms vs {t_exact:.2f} ms exact")
@@ -97,16 +104,19 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
     # Agreement over more queries: the corpus' own one-line summaries.
     n_q = min(200, len(corpus))
     queries = client.embed([r["summary"] for r in corpus[:n_q]])
-    agree, t2, te, hits = [], [], [], 0
+    agree: list[float] = []
+    t2: list[float] = []
+    te: list[float] = []
+    hits = 0
     for i, q in enumerate(queries):
         t = time.perf_counter()
-        two = [r[0] for r in client.search(SLUG, q, 10)]
+        two_ids = [r[0] for r in client.search(SLUG, q, 10)]
         t2.append(time.perf_counter() - t)
         t = time.perf_counter()
-        exact = [r[0] for r in client.search(SLUG, q, 10, "exact")]
+        exact_ids = [r[0] for r in client.search(SLUG, q, 10, "exact")]
         te.append(time.perf_counter() - t)
-        agree.append(agreement(two, exact, 10))
-        hits += str(i + 1) in two
+        agree.append(agreement(two_ids, exact_ids, 10))
+        hits += str(i + 1) in two_ids
     result = {"queries": n_q, "agreement_at_10": float(np.mean(agree)), "recall_at_10": hits / n_q,
               "two_stage_ms_p50": statistics.median(t2) * 1000, "exact_ms_p50": statistics.median(te) * 1000}
     echo(f"  over {n_q} queries (each package's own summary): agreement@10 with exact {result['agreement_at_10']:.3f}, "

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ..errors import PgmrlError
@@ -124,7 +125,7 @@ class EmbeddedServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _run(self, args: list[str], user: pwd.struct_passwd | None, check: bool = True, timeout: float = 120):
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if user is not None:
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}

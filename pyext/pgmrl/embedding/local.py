@@ -59,7 +59,8 @@ class SentenceTransformerEmbedder(Embedder):
         with self._lock:
             ids = self.model.tokenizer(self._prefixed(texts, kind), add_special_tokens=True, truncation=False,
                                        verbose=False)["input_ids"]
-        return [len(i) > limit or len(t) > MAX_CHARS for i, t in zip(ids, texts)]
+        # limit None: the model states no token window, so only the character cap applies
+        return [(limit is not None and len(i) > limit) or len(t) > MAX_CHARS for i, t in zip(ids, texts)]
 
     def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
         if not texts:

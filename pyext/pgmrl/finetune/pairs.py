@@ -160,6 +160,7 @@ def make_pairs(ids: Sequence[str], docs: Sequence[str], queries_per_doc: int, va
         if llm:
             qs = [(q, "llm") for q in llm_queries(doc, queries_per_doc, **llm)]
         else:
+            assert gen is not None  # built above whenever there is no llm
             qs = gen.queries(doc, queries_per_doc)
         pairs += [Pair(str(doc_id), q, split, m) for q, m in qs]
         if progress is not None:
@@ -174,7 +175,9 @@ def no_duplicate_batches(pairs: Sequence[tuple[str, str, str]], batch_size: int,
     pending = [pairs[i] for i in rng.permutation(len(pairs))]
     batches = []
     while pending:
-        batch, used, rest = [], set(), []
+        batch: list[tuple[str, str, str]] = []
+        used: set[str] = set()
+        rest: list[tuple[str, str, str]] = []
         for p in pending:
             if len(batch) < batch_size and p[0] not in used:
                 batch.append(p)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ..db import connect
+from ..db import connect, scalar
 from ..embedding import EmbeddingConfig, resolve_local_model
 from ..errors import PgmrlError
 from . import pairs as finetune
@@ -101,7 +101,7 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
         name = name or f"{cfg.name}-{dataset}"
         if conn.execute("SELECT 1 FROM mrl.embedding_configs WHERE name = %s", (name,)).fetchone():
             raise PgmrlError(f"an embedding config named {name!r} exists; pass another --name")
-        params = conn.execute("SELECT params_millions FROM mrl_internal._config(%s)", (base,)).fetchone()[0]
+        params = scalar(conn.execute("SELECT params_millions FROM mrl_internal._config(%s)", (base,)))
     if cfg.provider != "sentence-transformers":
         raise PgmrlError(f"base {cfg.name} is served by {cfg.provider}; fine-tuning needs a local model")
     dims = tuple(sorted({int(d) for d in dims}, reverse=True))
@@ -191,9 +191,8 @@ def compare_on_validation(dsn: str, dataset: str, finetuned: str, dims: tuple[in
     from ..embedding import get_embedder
 
     with connect(dsn, autocommit=True) as conn:
-        _, _, val = load_dataset(conn, dataset)
-        slug = conn.execute("SELECT source ->> 'slug' FROM mrl.finetune_datasets WHERE name = %s", (dataset,)).fetchone()[0]
-        docs = dict(conn.execute("SELECT id, body FROM mrl.set_documents(%s)", (slug,)).fetchall())
+        slug, _, val = load_dataset(conn, dataset)  # raises for an unknown dataset
+        docs: dict[str, str] = dict(conn.execute("SELECT id, body FROM mrl.set_documents(%s)", (slug,)).fetchall())
         cfgs = {k: EmbeddingConfig.load(conn, n) for k, n in (("base", base), ("tuned", finetuned))}
     doc_ids = sorted({d for d, _ in val})
     index = {d: i for i, d in enumerate(doc_ids)}

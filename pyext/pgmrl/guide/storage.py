@@ -26,7 +26,7 @@ def layout(dims: int, rows: int, truncate_dim: int | None = None, m: int = 16) -
     """What pgmrl stores for a set (bytes): the full vector, the halfvec coarse vector, the coarse HNSW index, and
     the optional binary and full-dimension HNSW indexes."""
     full = dims * FLOAT32 + VARLENA
-    out = [(f"embedding vector({dims})", full * rows)]
+    out: list[tuple[str, float]] = [(f"embedding vector({dims})", full * rows)]
     if truncate_dim:
         coarse = truncate_dim * HALF + VARLENA
         out.append((f"coarse halfvec({truncate_dim})", coarse * rows))

@@ -22,7 +22,8 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from .. import __version__
+from .._version import __version__
+from ..db import one, scalar
 from ..errors import PgmrlError
 
 MIN_PGVECTOR = (0, 7, 0)
@@ -132,9 +133,9 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
             "pgvector is not installed on this PostgreSQL server. Install it (e.g. the postgresql-NN-pgvector "
             "package, or build it from source), or use the embedded server: `pgmrl up`.")
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    version, schema = conn.execute(
+    version, schema = one(conn.execute(
         "SELECT e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-        "WHERE e.extname = 'vector'").fetchone()
+        "WHERE e.extname = 'vector'"))  # just created
     if _version_tuple(version) < MIN_PGVECTOR:
         raise PgmrlError(
             f"pgvector {version} is too old: pgmrl needs >= {'.'.join(map(str, MIN_PGVECTOR))} (halfvec, "
@@ -161,8 +162,8 @@ def install(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         schema = ensure_pgvector(conn)
-        before = set()
-        if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is not None:
+        before: set[str] = set()
+        if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
         conn.execute(build_script(schema, ensure_plpython(conn)))
         after = [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
@@ -170,7 +171,7 @@ def install(conn: psycopg.Connection) -> list[str]:
 
 
 def installed_migrations(conn: psycopg.Connection) -> list[str]:
-    if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
+    if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is None:
         return []
     return [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
 
@@ -178,7 +179,7 @@ def installed_migrations(conn: psycopg.Connection) -> list[str]:
 def schema_problem(conn: psycopg.Connection) -> str | None:
     """None when the database holds the schema this code installs; else what is wrong and what to do (run
     `pgmrl install`, or upgrade pgmrl when the database is newer). Reads only what PUBLIC may read."""
-    if conn.execute("SELECT to_regclass('mrl.migrations')").fetchone()[0] is None:
+    if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is None:
         return "pgmrl is not installed in this database: run `pgmrl install`"
     recorded = {r[0]: r[1] for r in conn.execute("SELECT name, to_jsonb(m) ->> 'checksum' FROM mrl.migrations m")}
     known = dict(migrations())
@@ -198,7 +199,7 @@ def schema_problem(conn: psycopg.Connection) -> str | None:
                     f"was installed by another build of pgmrl; install the matching pgmrl (`pgmrl install` refuses "
                     f"a changed migration)")
     row = None
-    if conn.execute("SELECT to_regclass('mrl.install_record')").fetchone()[0] is not None:
+    if scalar(conn.execute("SELECT to_regclass('mrl.install_record')")) is not None:
         row = conn.execute("SELECT functions_digest, pgmrl_version FROM mrl.install_record").fetchone()
     if row is None:
         return "this database's pgmrl functions were installed by an older pgmrl: run `pgmrl install` to upgrade them"

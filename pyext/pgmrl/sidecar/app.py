@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .. import __version__
+from .._version import __version__
 from ..errors import PgmrlError
 from ..worker.metrics import Metrics
 from . import routes_configs, routes_embed, routes_finetune, routes_health, routes_sets

@@ -8,6 +8,7 @@ import psycopg
 from fastapi import APIRouter, Request
 from pydantic import StringConstraints
 
+from ..db import one
 from ..embedding import EmbeddingConfig, resolve_local_model
 from ..errors import PgmrlError
 from .state import conn
@@ -42,8 +43,8 @@ def recommend(request: Request, llm_rerank: bool = False, storage: bool = False,
               multilingual: bool = False, code: bool = False, speed: bool = False) -> dict:
     """The model selection guide's decision tree (mrl.recommend_config)."""
     cur = conn(request).cursor(row_factory=psycopg.rows.dict_row)
-    return cur.execute("SELECT * FROM mrl.recommend_config(%s, %s, %s, %s, %s, %s)",
-                       (llm_rerank, storage, domain, multilingual, code, speed)).fetchone()
+    return one(cur.execute("SELECT * FROM mrl.recommend_config(%s, %s, %s, %s, %s, %s)",  # its last rule always applies
+                           (llm_rerank, storage, domain, multilingual, code, speed)))
 
 
 @router.get("/api/v1/embedding-configs/{name}", responses={404: {}})

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from ..db import one
 from ..embedding import get_embedder
 from ..matryoshka import truncate
 from .state import Name, Text, config, conn
@@ -20,7 +21,7 @@ class EmbedRequest(BaseModel):
     texts: list[Text] = Field(min_length=1, max_length=1024)
     config: Name = "all-minilm-l6-v2"
     kind: Literal["query", "document"] = "query"
-    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    truncate_dim: int | None = Field(default=None, ge=1, le=16000)
     format: Literal["json", "f32"] = "json"
 
 
@@ -28,8 +29,8 @@ class EmbedRequest(BaseModel):
 def embed(req: EmbedRequest, request: Request) -> Response:
     cfg = config(request, req.config)
     if req.truncate_dim is not None:
-        row = conn(request).execute("SELECT supports_mrl, matryoshka_dims FROM mrl_internal._config(%s)",
-                                    (req.config,)).fetchone()
+        row = one(conn(request).execute("SELECT supports_mrl, matryoshka_dims FROM mrl_internal._config(%s)",
+                                        (req.config,)))
         if not row[0] or req.truncate_dim not in row[1]:
             raise HTTPException(422, f"truncate_dim {req.truncate_dim} is not a Matryoshka dimension of {cfg.name}"
                                      f" (valid: {row[1] or 'none, not an MRL model'})")

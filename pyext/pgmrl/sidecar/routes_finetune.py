@@ -19,8 +19,8 @@ class FineTuneSource(BaseModel):
 
 
 class FineTuneConfig(BaseModel):
-    queries_per_doc: int = Field(4, ge=1, le=20)
-    validation_share: float = Field(0.2, gt=0, lt=1)
+    queries_per_doc: int = Field(default=4, ge=1, le=20)
+    validation_share: float = Field(default=0.2, gt=0, lt=1)
 
 
 class FineTuneGenerateRequest(BaseModel):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field, StringConstraints
 
+from ..db import one, scalar
 from ..embedding import get_embedder
 from ..strategies import Strategy
 from .state import MAX_TEXT, Name, config, conn, role_of
@@ -28,7 +29,7 @@ class CreateSetRequest(BaseModel):
     slug: Annotated[str, StringConstraints(min_length=1, max_length=40)]
     set_type: Literal["full"] = "full"
     embedding_config_id: Name = "all-minilm-l6-v2"
-    truncate_dim: int | None = Field(None, ge=1, le=16000)
+    truncate_dim: int | None = Field(default=None, ge=1, le=16000)
     auto_embed_rules: AutoEmbedRules = AutoEmbedRules()
     source_table: Name
     text_column: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
@@ -49,7 +50,8 @@ def create_set(req: CreateSetRequest, request: Request) -> dict:
 @router.get("/api/v1/embedding-sets/{slug}", tags=["sets"], responses={404: {}})
 def get_set(slug: Annotated[str, StringConstraints(max_length=200)], request: Request) -> dict:
     cur = conn(request).cursor(row_factory=psycopg.rows.dict_row)
-    return cur.execute("SELECT * FROM mrl.set_status(%s)", (slug,)).fetchone()
+    # one row: its _set() raises for a set the role may not see (the same row-level rule as mrl.queue_status)
+    return one(cur.execute("SELECT * FROM mrl.set_status(%s)", (slug,)))
 
 
 def _filter(text: str | None) -> dict | None:
@@ -76,7 +78,7 @@ def search(request: Request, q: Annotated[str, Query(min_length=1, max_length=MA
     flt = _filter(filter)
     t0 = time.perf_counter()
     c = conn(request)
-    name = c.execute("SELECT (mrl_internal._set(%s)).config", (set,)).fetchone()[0]
+    name = scalar(c.execute("SELECT (mrl_internal._set(%s)).config", (set,)))
     vec = get_embedder(config(request, name)).encode([q], kind="query")[0]
     t1 = time.perf_counter()
     rows = c.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from ..db import connect
+from ..db import connect, one, scalar
 from ..embedding import EmbeddingConfig, get_embedder
 from ..errors import PgmrlError
 from ..worker import Metrics, Worker
@@ -33,7 +33,7 @@ def check_bind(host: str, token: str | None) -> None:
                          f"sidecar. Set --token / PGMRL_TOKEN, or bind 127.0.0.1.")
     if token is not None and not token.strip():
         raise PgmrlError("the token is blank: give a long random one (e.g. `openssl rand -hex 32`)")
-    if not is_loopback(host) and len(token.strip()) < MIN_TOKEN_LENGTH:
+    if not is_loopback(host) and token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:  # not None: checked above
         raise PgmrlError(f"refusing to listen on {host} with a {len(token.strip())}-character token: use at least "
                          f"{MIN_TOKEN_LENGTH} random characters (e.g. `openssl rand -hex 32`)")
 
@@ -41,8 +41,8 @@ def check_bind(host: str, token: str | None) -> None:
 def login_info(dsn: str) -> tuple[str, bool]:
     """(login role, whether it is a superuser) of the sidecar's connection."""
     with connect(dsn, autocommit=True) as conn:
-        user, is_super = conn.execute(
-            "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        user, is_super = one(conn.execute(
+            "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user"))
     return user, is_super
 
 
@@ -78,12 +78,12 @@ def resolve_tokens(dsn: str, token: str | None, token_role: str | None, tokens_f
 def record_url(dsn: str, url: str, token: str | None) -> bool:
     """Tells the database where the sidecar is (mrl.settings). False when pgmrl is not installed there yet."""
     with connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT to_regprocedure('mrl.configure_sidecar(text, text, numeric)')").fetchone()[0] is None:
+        if scalar(conn.execute("SELECT to_regprocedure('mrl.configure_sidecar(text, text, numeric)')")) is None:
             return False
-        if not conn.execute("SELECT mrl.sql_embedding_available()").fetchone()[0]:
+        if not scalar(conn.execute("SELECT mrl.sql_embedding_available()")):
             return True  # no plpython3u: SQL never calls the sidecar, nothing to record
         try:
-            current = dict(conn.execute(
+            current: dict[str, str] = dict(conn.execute(
                 "SELECT key, value FROM mrl.settings WHERE key IN ('sidecar_url', 'sidecar_token')").fetchall())
             if current.get("sidecar_url") == url and (token is None or current.get("sidecar_token") == token):
                 return True

@@ -8,10 +8,12 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
 import psycopg
 
 from ..db import VectorList
 from ..embedding import Embedder, EmbeddingConfig
+from ..errors import PgmrlError
 from .metrics import Metrics
 
 log = logging.getLogger("pgmrl.worker")
@@ -38,8 +40,10 @@ class Batches:
 
     def _embedder(self, set_id: int) -> Embedder:
         if set_id not in self._configs:
-            name = self._db().execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()[0]
-            self._configs[set_id] = EmbeddingConfig.load(self._db(), name)
+            row = self._db().execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()
+            if row is None:  # dropped since its queue rows were read; the batch fails like any other
+                raise PgmrlError(f"embedding set {set_id} no longer exists")
+            self._configs[set_id] = EmbeddingConfig.load(self._db(), row[0])
         return self._embedder_for(self._configs[set_id])
 
     def _claim_and_embed(self, set_id: int, only_qids: list[int] | None = None) -> tuple[int, list[int]]:
@@ -72,7 +76,7 @@ class Batches:
         todo = [(i, body, h) for i, body, h, stored in rows if body and h != stored]
         texts = [t[1] for t in todo]
         embedder = self._embedder(set_id)
-        vectors = embedder.encode(texts, kind="document") if todo else []
+        vectors: np.ndarray | list[np.ndarray] = embedder.encode(texts, kind="document") if todo else []
         truncated = embedder.truncated(texts) if todo else []
         if any(truncated):
             log.info("set %d: %d text(s) longer than the model's window were embedded from their beginning",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from ..db import connect
+from ..db import connect, scalar
 from ..embedding import Embedder, EmbeddingConfig, get_embedder
 from ..errors import DatabaseUnavailable, SchemaMismatch
 from ..schema import schema_problem
@@ -89,7 +89,7 @@ class Worker(Batches):
     # -- loop ------------------------------------------------------------------------------------------
     def pending_sets(self) -> list[int]:
         conn = self._db()
-        while conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0]:  # statements' key arrays -> rows
+        while scalar(conn.execute("SELECT mrl_internal._expand_intake()")):  # statements' key arrays -> rows
             conn.commit()
         conn.commit()
         rows = conn.execute("SELECT DISTINCT set_id FROM mrl.queue WHERE NOT dead "

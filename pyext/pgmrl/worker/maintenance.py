@@ -8,7 +8,8 @@ import logging
 import numpy as np
 import psycopg
 
-from ..db import VectorList, to_numpy
+from ..db import VectorList, scalar, to_numpy
+from ..errors import PgmrlError
 from ..matryoshka import fit_rotation
 
 log = logging.getLogger("pgmrl.worker")
@@ -17,8 +18,11 @@ log = logging.getLogger("pgmrl.worker")
 def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000) -> int:
     """Fits and stores the PCA rotation of a set; returns the number of vectors it was fitted on."""
     with conn.transaction():
-        slug, tdim = conn.execute("SELECT slug, truncate_dim FROM mrl.embedding_sets WHERE id = %s FOR UPDATE",
-                                  (set_id,)).fetchone()
+        row = conn.execute("SELECT slug, truncate_dim FROM mrl.embedding_sets WHERE id = %s FOR UPDATE",
+                           (set_id,)).fetchone()
+        if row is None:  # dropped since it was found due; the caller logs the failure
+            raise PgmrlError(f"embedding set {set_id} no longer exists")
+        slug, tdim = row
         rows = conn.execute("SELECT e FROM mrl_internal._sample_embeddings(%s, %s) AS e", (set_id, sample)).fetchall()
         if len(rows) < tdim:
             log.info("set %s: %d vectors, need at least %d to fit a %d-d rotation", slug, len(rows), tdim, tdim)
@@ -26,7 +30,7 @@ def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000)
             return 0
         x = np.vstack([to_numpy(r[0]) for r in rows])
         components, explained = fit_rotation(x, tdim)
-        total = conn.execute("SELECT count(*) FROM mrl_internal._sample_embeddings(%s, NULL)", (set_id,)).fetchone()[0]
+        total = scalar(conn.execute("SELECT count(*) FROM mrl_internal._sample_embeddings(%s, NULL)", (set_id,)))
         conn.execute("SELECT mrl_internal._store_rotation(%s, %s, %s, %s)",
                      (set_id, VectorList(components), [float(v) for v in explained], total))
     log.info("set %s: fitted a %d-d rotation on %d vectors (%.1f%% of the variance)", slug, tdim, len(x),
