@@ -53,10 +53,7 @@ def _timed(fn: Callable[[], _T], repeat: int = 5) -> tuple[_T, float]:
 
 
 def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 256, echo=print) -> dict:
-    from tqdm import tqdm
-
-    from ..worker import Worker
-
+    """The five steps, each idempotent; returns the agreement, recall and latency measured at the end."""
     if rows < 1:
         raise ValueError("rows must be at least 1")
     echo(f"1/5 starting the embedded PostgreSQL + pgvector server ({server.data_dir})")
@@ -65,9 +62,29 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
     echo("2/5 installing the mrl schema")
     client.install()
     worker_dsn = server.ensure_sidecar_login()  # the worker runs with least privilege, not as the superuser
-
     corpus = sample_corpus(rows)
     echo(f"3/5 loading {len(corpus)} real Debian package descriptions into {TABLE}")
+    _load(client, corpus, echo)
+    st = _embed(client, worker_dsn, batch_size, echo)
+    echo("5/5 searching: two-stage (128-d HNSW, then exact 384-d re-rank of 100 candidates) vs exact 384-d scan")
+    _sample_searches(client, echo)
+    result = _measure(client, corpus)
+    echo(f"  over {result['queries']} queries (each package's own summary): agreement@10 with exact "
+         f"{result['agreement_at_10']:.3f}, Recall@10 of the described package {result['recall_at_10']:.3f}; median "
+         f"latency two-stage {result['two_stage_ms_p50']:.2f} ms, exact {result['exact_ms_p50']:.2f} ms "
+         f"(at {st['embedded']} rows exact is still cheap; two-stage pays off as the table grows)")
+    echo("")
+    echo("Next: `pgmrl psql`, then for example")
+    echo("  SELECT * FROM mrl.set_status('debian');")
+    echo("  INSERT INTO debian_packages VALUES (100001, 'my-tool', 'my tool', 'A tool that does things.');")
+    echo("  -- a running `pgmrl serve` embeds it within seconds; `pgmrl search debian 'does things'` finds it")
+    echo("The server keeps running: `pgmrl down` stops it.")
+    client.close()
+    return result
+
+
+def _load(client: Client, corpus: list[dict], echo) -> None:
+    """The sample table (rows already there are kept) and the set over it (created once)."""
     conn = client.conn
     conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, package text UNIQUE NOT NULL, "
                  "summary text, description text)")
@@ -80,19 +97,27 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
         echo(f"    created embedding set '{SLUG}': all-MiniLM-L6-v2 (384-d) + a {TRUNCATE_DIM}-d coarse vector from "
              f"a fitted PCA rotation (MiniLM is not Matryoshka-trained, so raw truncation is refused)")
 
+
+def _embed(client: Client, worker_dsn: str, batch_size: int, echo) -> dict:
+    """Runs the worker over what is queued (with a progress bar), fits the rotation; returns the set's status."""
+    from tqdm import tqdm
+
+    from ..worker import Worker
+
     queued = client.status(SLUG)[0]["queued"]
     echo(f"4/5 embedding {queued} queued rows with the sidecar worker (about 50 documents/s on 2 CPU cores), "
          f"as the login {SIDECAR_ROLE} (member of pgmrl_worker)")
     with tqdm(total=queued, unit="row", disable=queued == 0) as bar:
         Worker(worker_dsn, batch_size=batch_size, on_progress=bar.update).run(once=True)
-    st = client.status(SLUG)[0]
-    if st["rotation_fitted_at"] is None:
+    if client.status(SLUG)[0]["rotation_fitted_at"] is None:
         client.refit(SLUG)
     st = client.status(SLUG)[0]
     echo(f"    {st['embedded']}/{st['rows']} rows embedded, {st['queued']} queued, {st['failed']} failed")
+    return st
 
-    echo("5/5 searching: two-stage (128-d HNSW, then exact 384-d re-rank of 100 candidates) vs exact 384-d scan")
-    names: dict[str, str] = dict(conn.execute(f"SELECT id::text, package FROM {TABLE}").fetchall())
+
+def _sample_searches(client: Client, echo) -> None:
+    names: dict[str, str] = dict(client.conn.execute(f"SELECT id::text, package FROM {TABLE}").fetchall())
     for text in SAMPLE_QUERIES:
         q = client.embed([text])[0]
         two, t_two = _timed(partial(client.search, SLUG, q, 10))
@@ -101,7 +126,9 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
         echo(f"  '{text}': {top}  | agreement@10 {agreement([i for i, _ in two], [i for i, _ in exact], 10):.2f}, "
              f"{t_two:.2f} ms vs {t_exact:.2f} ms exact")
 
-    # Agreement over more queries: the corpus' own one-line summaries.
+
+def _measure(client: Client, corpus: list[dict]) -> dict:
+    """Agreement, Recall@10 and median latency over the corpus' own one-line summaries as queries."""
     n_q = min(200, len(corpus))
     queries = client.embed([r["summary"] for r in corpus[:n_q]])
     agree: list[float] = []
@@ -117,17 +144,5 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
         te.append(time.perf_counter() - t)
         agree.append(agreement(two_ids, exact_ids, 10))
         hits += str(i + 1) in two_ids
-    result = {"queries": n_q, "agreement_at_10": float(np.mean(agree)), "recall_at_10": hits / n_q,
-              "two_stage_ms_p50": statistics.median(t2) * 1000, "exact_ms_p50": statistics.median(te) * 1000}
-    echo(f"  over {n_q} queries (each package's own summary): agreement@10 with exact {result['agreement_at_10']:.3f}, "
-         f"Recall@10 of the described package {result['recall_at_10']:.3f}; median latency two-stage "
-         f"{result['two_stage_ms_p50']:.2f} ms, exact {result['exact_ms_p50']:.2f} ms "
-         f"(at {st['embedded']} rows exact is still cheap; two-stage pays off as the table grows)")
-    echo("")
-    echo("Next: `pgmrl psql`, then for example")
-    echo("  SELECT * FROM mrl.set_status('debian');")
-    echo("  INSERT INTO debian_packages VALUES (100001, 'my-tool', 'my tool', 'A tool that does things.');")
-    echo("  -- a running `pgmrl serve` embeds it within seconds; `pgmrl search debian 'does things'` finds it")
-    echo("The server keeps running: `pgmrl down` stops it.")
-    client.close()
-    return result
+    return {"queries": n_q, "agreement_at_10": float(np.mean(agree)), "recall_at_10": hits / n_q,
+            "two_stage_ms_p50": statistics.median(t2) * 1000, "exact_ms_p50": statistics.median(te) * 1000}

@@ -95,6 +95,42 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
+    slug, train_pairs, val, cfg, name, params, dims = _prepare(dsn, dataset, base, name, dims)
+    t0 = time.perf_counter()
+    recall = baseline_recall(dsn, slug, val)
+    echo(f"baseline Recall@10 of set {slug} (its model, exact search) on {len(val)} validation pairs: {recall:.3f}")
+    if recall >= GUARD_RECALL and not force:
+        raise PgmrlError(f"the baseline Recall@10 is {recall:.1%}, at least {GUARD_RECALL:.0%}: the guide says "
+                         f"fine-tuning is unlikely to pay off here. Pass --force to train anyway.")
+    if max_pairs and len(train_pairs) > max_pairs:
+        train_pairs = _whole_documents(train_pairs, max_pairs, seed)
+
+    torch.manual_seed(seed)
+    model = SentenceTransformer(str(resolve_local_model(cfg)), device=device, local_files_only=True)
+    model.max_seq_length = max_seq_length
+    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), list(dims))
+    batches = [b for e in range(epochs) for b in finetune.no_duplicate_batches(train_pairs, batch_size, seed + e)]
+    echo(f"training {cfg.name} on {len(train_pairs)} pairs ({len(batches)} steps of {batch_size}, {epochs} epoch(s), "
+         f"max {max_seq_length} tokens, Matryoshka dims {','.join(map(str, dims))})")
+    t_train = time.perf_counter()
+    losses = _optimise(model, loss, batches, cfg, lr, progress_factory)
+    train_s = time.perf_counter() - t_train
+    out = Path(output or Path(os.environ.get("PGMRL_MODEL_DIR") or Path.home() / ".local/share/pgmrl/models") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    _register(dsn, name, out, cfg, dims, max_seq_length, params, dataset)
+    result = {"config": name, "path": str(out.resolve()), "base": cfg.name, "dataset": dataset, "pairs": len(train_pairs),
+              "steps": len(batches), "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t0, 1),
+              "baseline_recall@10": recall, "final_loss": float(np.mean(losses[-10:])) if losses else math.nan,
+              "matryoshka_dims": list(dims)}
+    echo(f"trained in {train_s:.0f} s; saved to {out}; registered embedding config {name!r} (MRL dims "
+         f"{','.join(map(str, dims))}). Re-embed a set with it: pgmrl alter-set {slug} --config {name}")
+    return result
+
+
+def _prepare(dsn: str, dataset: str, base: str, name: str | None, dims: tuple[int, ...]):
+    """The dataset's pairs and the base config, checked: (slug, train pairs, validation pairs, config, the new
+    config's name, the base's size in millions of parameters, the Matryoshka dims in descending order)."""
     with connect(dsn, autocommit=True) as conn:
         slug, train_pairs, val = load_dataset(conn, dataset)
         cfg = EmbeddingConfig.load(conn, base)
@@ -109,45 +145,40 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
         raise PgmrlError(f"--matryoshka-dims must start at the model's {cfg.dims} dims and stay positive, got {dims}")
     if not train_pairs or not val:
         raise PgmrlError(f"dataset {dataset!r} needs both train and validation pairs")
+    return slug, train_pairs, val, cfg, name, params, dims
 
-    t0 = time.perf_counter()
-    recall = baseline_recall(dsn, slug, val)
-    echo(f"baseline Recall@10 of set {slug} (its model, exact search) on {len(val)} validation pairs: {recall:.3f}")
-    if recall >= GUARD_RECALL and not force:
-        raise PgmrlError(f"the baseline Recall@10 is {recall:.1%}, at least {GUARD_RECALL:.0%}: the guide says "
-                         f"fine-tuning is unlikely to pay off here. Pass --force to train anyway.")
+
+def _whole_documents(pairs: list[tuple[str, str, str]], max_pairs: int, seed: int) -> list[tuple[str, str, str]]:
+    """At most max_pairs pairs, taking whole documents (all their queries, as generated) in a seeded random order."""
     rng = np.random.default_rng(seed)
-    if max_pairs and len(train_pairs) > max_pairs:
-        # whole documents (all their queries), so that the pairs per document stay as generated
-        counts = Counter(d for d, _, _ in train_pairs)
-        docs = sorted(counts)
-        keep, n = set(), 0
-        for i in rng.permutation(len(docs)):
-            if n + counts[docs[i]] > max_pairs:
-                continue
-            keep.add(docs[i])
-            n += counts[docs[i]]
-        train_pairs = [p for p in train_pairs if p[0] in keep]
+    counts = Counter(d for d, _, _ in pairs)
+    docs = sorted(counts)
+    keep, n = set(), 0
+    for i in rng.permutation(len(docs)):
+        if n + counts[docs[i]] > max_pairs:
+            continue
+        keep.add(docs[i])
+        n += counts[docs[i]]
+    return [p for p in pairs if p[0] in keep]
 
-    torch.manual_seed(seed)
-    model = SentenceTransformer(str(resolve_local_model(cfg)), device=device, local_files_only=True)
-    model.max_seq_length = max_seq_length
-    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), list(dims))
-    batches = [b for e in range(epochs) for b in finetune.no_duplicate_batches(train_pairs, batch_size, seed + e)]
+
+def _optimise(model, loss, batches: list, cfg: EmbeddingConfig, lr: float, progress_factory=None) -> list[float]:
+    """AdamW over the batches: linear warm-up over the first 10% of steps, then linear decay to 0, gradients
+    clipped at 1. Returns the loss of every step."""
+    import torch
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     warmup = max(1, len(batches) // 10)
-    steps = len(batches)  # linear warm-up over the first 10%, then linear decay to 0
+    steps = len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: (step + 1) / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup)))
-    echo(f"training {cfg.name} on {len(train_pairs)} pairs ({len(batches)} steps of {batch_size}, {epochs} epoch(s), "
-         f"max {max_seq_length} tokens, Matryoshka dims {','.join(map(str, dims))})")
     model.train()
     bar = progress_factory(len(batches)) if progress_factory else None
-    t_train = time.perf_counter()
-    losses = []
+    losses: list[float] = []
     for batch in batches:
         q_prefix, d_prefix = cfg.query_prefix, cfg.document_prefix
-        feats = [model.preprocess([q_prefix + q for _, q, _ in batch]), model.preprocess([d_prefix + d for _, _, d in batch])]
+        feats = [model.preprocess([q_prefix + q for _, q, _ in batch]),
+                 model.preprocess([d_prefix + d for _, _, d in batch])]
         feats = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in f.items()} for f in feats]
         value = loss(feats, None)
         value.backward()
@@ -161,11 +192,13 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     if bar is not None:
         bar.close()
-    train_s = time.perf_counter() - t_train
     model.eval()
-    out = Path(output or Path(os.environ.get("PGMRL_MODEL_DIR") or Path.home() / ".local/share/pgmrl/models") / name)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out))
+    return losses
+
+
+def _register(dsn: str, name: str, out: Path, cfg: EmbeddingConfig, dims: tuple[int, ...], max_seq_length: int,
+              params, dataset: str) -> None:
+    """Registers the saved model as an MRL embedding config (default coarse dimension 128 where trained for it)."""
     default_dim = 128 if 128 in dims else dims[min(1, len(dims) - 1)]
     with connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -174,14 +207,6 @@ def train(dsn: str, dataset: str, base: str = "all-minilm-l6-v2", dims: tuple[in
             "VALUES (%s, %s, 'sentence-transformers', %s, true, %s, %s, %s, %s, %s, %s, %s)",
             (name, str(out.resolve()), cfg.dims, list(dims), default_dim, cfg.query_prefix, cfg.document_prefix,
              max_seq_length, params, f"{cfg.name} fine-tuned on dataset {dataset} (Matryoshka {min(dims)}-{max(dims)})"))
-    result = {"config": name, "path": str(out.resolve()), "base": cfg.name, "dataset": dataset, "pairs": len(train_pairs),
-              "steps": len(batches), "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t0, 1),
-              "baseline_recall@10": recall, "final_loss": float(np.mean(losses[-10:])) if losses else math.nan,
-              "matryoshka_dims": list(dims)}
-    echo(f"trained in {train_s:.0f} s; saved to {out}; registered embedding config {name!r} (MRL dims "
-         f"{','.join(map(str, dims))}). Re-embed a set with it: pgmrl alter-set {slug} --config {name}")
-    return result
-
 
 def compare_on_validation(dsn: str, dataset: str, finetuned: str, dims: tuple[int, ...] = (384, 128, 64),
                           base: str = "all-minilm-l6-v2") -> dict:

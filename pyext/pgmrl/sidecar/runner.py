@@ -103,8 +103,6 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
 
     HTTP tokens: `token` (acting as `token_role`), `tokens_file` (`ROLE TOKEN` lines); with neither, a token is
     generated into `token_file` (default: the user's config folder), readable by its owner only."""
-    import uvicorn
-
     if http and not once:
         check_bind(host, token)
     metrics = Metrics()
@@ -122,30 +120,14 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
         log.warning("HTTP API token written to %s (readable by you only); send it as `Authorization: Bearer ...`",
                     written)
     app = create_app(dsn, Tokens(tokens), metrics, default_config=default_config, open_embed=is_loopback(host))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, name="pgmrl-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not server.started:
-        server.should_exit = True
-        raise PgmrlError(f"the HTTP server could not listen on {host}:{port} (in use?). Choose --port.")
+    server, thread = _serve_http(app, host, port)
     url = advertised_url(host, port, advertise_url)
     db_token = token or (next(iter(tokens)) if written else None)  # what mrl.embed() sends
     if not record_url(dsn, url, db_token):
         log.warning("pgmrl is not installed in this database yet: run `pgmrl install`, then restart serve")
 
-    def preload():
-        try:
-            with connect(dsn, autocommit=True) as conn:
-                get_embedder(EmbeddingConfig.load(conn, default_config), device=worker_kwargs.get("device"))
-            app.state.model_ready = True
-        except Exception as exc:  # readyz reports it
-            log.warning("could not load the default model %s: %s", default_config, exc)
-
-    threading.Thread(target=preload, name="pgmrl-preload", daemon=True).start()
+    threading.Thread(target=_preload, args=(app, dsn, default_config, worker_kwargs.get("device")),
+                     name="pgmrl-preload", daemon=True).start()
     log.info("sidecar listening on %s", url)
     if started:
         started.set()
@@ -159,3 +141,30 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
         thread.join(timeout=10)
         app.state.db.close_all()
     return worker
+
+
+def _serve_http(app, host: str, port: int):
+    """Starts uvicorn in a thread; returns (server, thread) once it listens, or raises PgmrlError."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, name="pgmrl-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        server.should_exit = True
+        raise PgmrlError(f"the HTTP server could not listen on {host}:{port} (in use?). Choose --port.")
+    return server, thread
+
+
+def _preload(app, dsn: str, default_config: str, device: str | None) -> None:
+    """Loads the default model before the first request needs it; /readyz says ready once it is loaded."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            get_embedder(EmbeddingConfig.load(conn, default_config), device=device)
+        app.state.model_ready = True
+    except Exception as exc:  # readyz reports it
+        log.warning("could not load the default model %s: %s", default_config, exc)
