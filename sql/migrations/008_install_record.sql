@@ -1,6 +1,6 @@
 -- Run once. What the last install put in place: a digest of the function files it ran (sql/functions, sql/plpython,
 -- sql/fallback), written by the install script's last statement, so that a worker can tell a database whose functions
--- are not its own code's (sqlinstall.schema_problem) instead of failing on a missing function.
+-- are not its own code's (pgmrl.schema.schema_problem) instead of failing on a missing function.
 CREATE TABLE mrl.install_record (
     singleton        bool PRIMARY KEY DEFAULT true CHECK (singleton),
     functions_digest text NOT NULL,
