@@ -33,7 +33,10 @@ COMMITS = ["f74a3b3", "6df6e11", "dfa4366", "fe255e2"]
 # Run in a separate interpreter whose sys.path starts at the temporary folder, so `pgmrl` is the old package.
 _BUILD = r"""
 import inspect, json, sys
-from pgmrl import sqlinstall
+try:
+    from pgmrl import schema as sqlinstall  # the layout since the subpackages (pgmrl/schema/)
+except ImportError:
+    from pgmrl import sqlinstall
 assert sqlinstall.__file__.startswith(sys.argv[1]), sqlinstall.__file__
 params = inspect.signature(sqlinstall.build_script).parameters
 out = {"default": sqlinstall.build_script("public")}
@@ -50,21 +53,35 @@ def _git(*args: str) -> bytes:
 def build(commit: str) -> dict[str, str]:
     full = _git("rev-parse", "--verify", f"{commit}^{{commit}}").decode().strip()
     with tempfile.TemporaryDirectory(prefix="pgmrl-legacy-") as tmp:
-        pkg = Path(tmp) / "pgmrl"
-        pkg.mkdir()
-        archive = _git("archive", "--format=tar", full, "sql", "pyext/pgmrl/sqlinstall.py", "pyext/pgmrl/errors.py")
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            for member in tar.getmembers():
-                if not member.isfile():
-                    continue
-                parts = Path(member.name).parts
-                dest = pkg / parts[-1] if parts[0] == "pyext" else pkg / Path(*parts)  # sql/... -> pgmrl/sql/...
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(tar.extractfile(member).read())
-        (pkg / "__init__.py").write_text("")
-        res = subprocess.run([sys.executable, "-c", _BUILD, tmp], check=True, capture_output=True, text=True,
-                             env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"}, cwd=tmp)
+        if _git("ls-tree", "--name-only", full, "pyext/pgmrl/schema/__init__.py").strip():
+            # the subpackage layout: the commit's whole package, its sql/ where the package's symlink points
+            with tarfile.open(fileobj=io.BytesIO(_git("archive", "--format=tar", full, "sql", "pyext/pgmrl"))) as tar:
+                tar.extractall(tmp, filter="tar")
+            path = str(Path(tmp) / "pyext")
+        else:
+            _flat_package(full, Path(tmp))
+            path = tmp
+        res = subprocess.run([sys.executable, "-c", _BUILD, path], check=True, capture_output=True, text=True,
+                             env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"}, cwd=tmp)
         return json.loads(res.stdout)
+
+
+def _flat_package(full: str, tmp: Path) -> None:
+    """The flat layout (before the subpackages): only sqlinstall.py, errors.py and sql/, as package `pgmrl`."""
+    pkg = tmp / "pgmrl"
+    pkg.mkdir()
+    archive = _git("archive", "--format=tar", full, "sql", "pyext/pgmrl/sqlinstall.py", "pyext/pgmrl/errors.py")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            parts = Path(member.name).parts
+            dest = pkg / parts[-1] if parts[0] == "pyext" else pkg / Path(*parts)  # sql/... -> pgmrl/sql/...
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            dest.write_bytes(extracted.read())
+    (pkg / "__init__.py").write_text("")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import gzip
 import json
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "pyext" / "pgmrl" / "data" / "debian-sample.jsonl.gz"
+OUT = Path(__file__).resolve().parent.parent / "pyext" / "pgmrl" / "embedded" / "data" / "debian-sample.jsonl.gz"
 
 
 def main() -> None:

@@ -71,3 +71,40 @@ def test_printed_script_installs_a_fresh_database(server_dsn):
 
 
 # Upgrades from earlier versions: tests/test_upgrade.py (installs their real SQL from tests/data/legacy).
+
+
+def test_printed_script_through_psql_is_one_transaction_that_stops_at_an_error(server_dsn):
+    """`pgmrl install --print-sql | psql`: installs (and again: nothing to do); a refused migration stops the
+    script and leaves the database exactly as it was (nothing the script would rewrite is rewritten)."""
+    import subprocess
+    import sys
+
+    from pgmrl.embedded.server import bin_dir
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS pgmrl_psql_test")
+        conn.execute("CREATE DATABASE pgmrl_psql_test")
+    dsn = with_db(server_dsn, "pgmrl_psql_test")
+    printed = subprocess.run([sys.executable, "-m", "pgmrl.cli", "install", "--print-sql"], capture_output=True,
+                             text=True, check=True).stdout
+
+    def psql():
+        return subprocess.run([str(bin_dir() / "psql"), "-X", "-q", dsn], input=printed, capture_output=True, text=True)
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            assert psql().returncode == 0
+            assert psql().returncode == 0
+            assert schema.installed_migrations(conn) == MIGRATIONS and schema.schema_problem(conn) is None
+            conn.execute("UPDATE mrl.migrations SET checksum = repeat('0', 64) WHERE name = '002_dead_letters_truncation.sql'")
+            conn.execute("UPDATE mrl.install_record SET functions_digest = 'before'")
+            conn.execute("COMMENT ON FUNCTION mrl.sql_embedding_available() IS 'before'")  # the script would rewrite it
+            out = psql()
+            assert out.returncode != 0 and "002_dead_letters_truncation.sql" in out.stderr, out.stderr
+            assert conn.execute("SELECT functions_digest FROM mrl.install_record").fetchone()[0] == "before"
+            assert conn.execute("SELECT obj_description('mrl.sql_embedding_available()'::regprocedure, 'pg_proc')"
+                                ).fetchone()[0] == "before"
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS pgmrl_psql_test WITH (FORCE)")

@@ -177,9 +177,13 @@ def test_replacement_keeps_extra_indexes(client, dsn, corpus, embedder):
     assert len(client.search("docs", q, 5, "hnsw")) == 5
 
 
-def test_switch_to_a_smaller_coarse_dim_resets_the_tuning(loaded, corpus_vectors):
-    """What tune chose for 128 dims is not carried to 64 (measured: agreement 0.99 -> 0.94 if it were)."""
+def test_switch_to_a_smaller_coarse_dim_resets_the_tuning(loaded, dsn, corpus_vectors, caplog):
+    """What tune chose for 128 dims is not carried to 64 (measured: agreement 0.99 -> 0.94 if it were); the worker
+    that switches the replacement in logs that the set should be tuned again."""
+    import logging
+
     from conftest import N_LOADED
+    from pgmrl.worker import Worker
 
     conn = loaded.conn
     conn.execute("UPDATE mrl.embedding_sets SET default_coarse_k = 40, default_ef_search = 60, tuned_at = now(), "
@@ -188,9 +192,9 @@ def test_switch_to_a_smaller_coarse_dim_resets_the_tuning(loaded, corpus_vectors
     nxt, ck = conn.execute("SELECT slug, default_coarse_k FROM mrl.embedding_sets WHERE replaces IS NOT NULL").fetchone()
     assert ck == 100  # the replacement starts from the defaults
     assert loaded.load_vectors(nxt, list(range(1, N_LOADED + 1)), corpus_vectors[0][:N_LOADED]) == N_LOADED
-    notices = []
-    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-    conn.execute("SELECT mrl.switch_embedding_set('docs')")
+    assert loaded.refit(nxt) == N_LOADED
+    with caplog.at_level(logging.INFO, logger="pgmrl.worker"):
+        Worker(dsn).run(once=True)  # nothing queued: it fits nothing more and switches the replacement in
     assert conn.execute("SELECT truncate_dim, default_coarse_k, default_ef_search, tuned_at, tuned_agreement "
                         "FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone() == (64, 100, None, None, None)
-    assert any("tuned search settings were reset" in n for n in notices), notices
+    assert "tuned search settings were reset" in caplog.text and "mrl.tune('docs')" in caplog.text, caplog.text

@@ -1,5 +1,6 @@
-"""pgmrl command line: one module per command group, attached to the `pgmrl` group below. Every option can also
-come from a PGMRL_* environment variable (shown in --help)."""
+"""pgmrl command line: one module per command group, attached to the `pgmrl` group below. Options that configure
+a deployment (--dsn, --data-dir, serve's options, ...) can also come from PGMRL_* environment variables, shown in
+--help."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 import click
 
-from . import finetune, guide, measure, schema, serve, server, sets
+from . import embedded, finetune, guide, measure, schema, serve, sets
 from ._common import CONTEXT, Cli
 
 
@@ -27,7 +28,7 @@ def cli(verbose):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for _module, _names in ((server, ["up", "down", "psql", "quickstart"]), (schema, ["install", "configure"]),
+for _module, _names in ((embedded, ["up", "down", "psql", "quickstart"]), (schema, ["install", "configure"]),
                         (sets, ["create_set", "alter_set", "drop_set", "status", "failed", "refit", "search"]),
                         (serve, ["serve"]), (measure, ["eval_", "tune", "index", "load_vectors"]),
                         (guide, ["models", "recommend", "storage"]), (finetune, ["finetune"])):

@@ -19,12 +19,13 @@ def finetune():
 @dsn_option
 @click.option("--set", "slug", required=True, help="Embedding set whose documents are used.")
 @click.option("--name", required=True, help="Dataset name (lower-case letters, digits, . _ -).")
-@click.option("--queries-per-doc", default=4, show_default=True)
+@click.option("--queries-per-doc", default=4, show_default=True, help="Queries generated for each document.")
 @click.option("--validation-share", default=0.2, show_default=True, help="Share of documents held out.")
 @click.option("--llm-url", envvar="PGMRL_LLM_URL",
               help="OpenAI-compatible base URL (…/v1) whose chat model writes the queries [env PGMRL_LLM_URL]. "
                    "Default: queries cut from the documents (no LLM).")
-@click.option("--llm-model", envvar="PGMRL_LLM_MODEL", default="gpt-4o-mini", show_default=True)
+@click.option("--llm-model", envvar="PGMRL_LLM_MODEL", default="gpt-4o-mini", show_default=True,
+              help="Chat model that writes the queries, with --llm-url [env PGMRL_LLM_MODEL].")
 @click.option("--replace", is_flag=True, help="Replace an existing dataset of that name.")
 def generate(dsn, slug, name, queries_per_doc, validation_share, llm_url, llm_model, replace):
     """Generate query-document pairs from the set's documents into the database (split by document)."""
@@ -45,14 +46,15 @@ def generate(dsn, slug, name, queries_per_doc, validation_share, llm_url, llm_mo
 
 @finetune.command("train")
 @dsn_option
-@click.option("--dataset", required=True)
+@click.option("--dataset", required=True, help="Dataset made by `pgmrl finetune generate`.")
 @click.option("--base", default="all-minilm-l6-v2", show_default=True, help="Embedding config to start from.")
-@click.option("--matryoshka-dims", default="384,256,128,64,32", show_default=True)
+@click.option("--matryoshka-dims", default="384,256,128,64,32", show_default=True,
+              help="Dimensions MatryoshkaLoss trains, the model's full size first.")
 @click.option("--name", help="Name of the new embedding config (default: BASE-DATASET).")
 @click.option("--output", type=click.Path(file_okay=False), help="Model folder (default: $PGMRL_MODEL_DIR/NAME).")
-@click.option("--epochs", default=1, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-5, show_default=True)
+@click.option("--epochs", default=1, show_default=True, help="Passes over the training pairs.")
+@click.option("--batch-size", default=32, show_default=True, help="Pairs per step (in-batch negatives).")
+@click.option("--lr", default=5e-5, show_default=True, help="Peak learning rate (AdamW, warm-up then decay).")
 @click.option("--max-seq-length", default=128, show_default=True, help="Tokens per document while training.")
 @click.option("--max-pairs", type=int, help="Train on at most this many pairs (whole documents).")
 @click.option("--device", envvar="PGMRL_DEVICE", help="cpu, cuda, ... (default: automatic).")

@@ -19,7 +19,7 @@ def _gb(n_bytes: float) -> str:
 
 @click.command()
 @dsn_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(dsn, as_json):
     """The embedding configs: parameters, dimensions, Matryoshka dimensions, what each is best for, and
     whether it can run here (a local model folder, the bundled model, or a remote provider)."""
@@ -72,7 +72,7 @@ def models(dsn, as_json):
 @click.option("--multilingual", is_flag=True, help="Texts in several languages, or CJK.")
 @click.option("--code", is_flag=True, help="Searching source code.")
 @click.option("--speed", is_flag=True, help="Prefer the faster model where the guide offers one.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def recommend(llm_rerank, storage, domain, multilingual, code, speed, as_json):
     """Which embedding model to use, following the model selection guide's decision tree (the same answer as
     SELECT * FROM mrl.recommend_config(...) and GET /api/v1/embedding-configs/recommend)."""
@@ -97,7 +97,7 @@ def recommend(llm_rerank, storage, domain, multilingual, code, speed, as_json):
 @dsn_option
 @click.option("--model", help="Config name (or alias), e.g. nomic-embed-text-v1.5.")
 @click.option("--dims", type=int, help="Dimensions of a model not in the catalogue.")
-@click.option("--rows", type=int, default=1_000_000, show_default=True)
+@click.option("--rows", type=int, default=1_000_000, show_default=True, help="Rows (documents) to size for.")
 @click.option("--truncate-dim", type=int, help="Coarse (truncated) dimension.")
 @click.option("--m", default=16, show_default=True, help="HNSW neighbours per node for the index estimate.")
 @click.option("--set", "slug", help="Report the measured sizes of an existing set instead.")

@@ -52,7 +52,7 @@ def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json):
 @click.option("--strategy", type=click.Choice(TWO_STAGE),
               help="Two-stage flavour to tune (default: the set's).")
 def tune(dsn, slug, target, sample, strategy):
-    """Find the smallest coarse_k / ef_search reaching TARGET and store it as the set's default
+    """Find the smallest coarse_k / ef_search reaching --target and store it as the set's default
     (the same as SELECT * FROM mrl.tune(...))."""
     from ..client import Client
 
@@ -71,7 +71,7 @@ def tune(dsn, slug, target, sample, strategy):
 @click.option("--binary", is_flag=True, help="Binary-quantized HNSW index (strategy binary_two_stage).")
 @click.option("--coarse-dim", type=int, help="HNSW index on a coarse prefix, for coarse_dim searches.")
 @click.option("--m", default=16, show_default=True, help="HNSW neighbours per node.")
-@click.option("--ef-construction", default=64, show_default=True)
+@click.option("--ef-construction", default=64, show_default=True, help="HNSW build-time candidate list size.")
 def index(dsn, slug, full, binary, coarse_dim, m, ef_construction):
     """Build an extra search index for set SLUG, then list its indexes with sizes."""
     from ..client import Client

@@ -9,7 +9,9 @@ from ._common import dsn_option, resolve_dsn
 
 @click.command()
 @dsn_option
-@click.option("--print-sql", is_flag=True, help="Print the install script instead of running it (for psql -f).")
+@click.option("--print-sql", is_flag=True,
+              help="Print the install script for psql instead of running it: `pgmrl install --print-sql | psql ...` "
+                   "(one transaction, stops at the first error; CREATE EXTENSION vector first).")
 @click.option("--vector-schema", default="public", show_default=True, help="With --print-sql: pgvector's schema.")
 @click.option("--plpython/--no-plpython", default=False, show_default=True,
               help="With --print-sql: the server has plpython3u (SQL can call the sidecar).")
@@ -18,7 +20,7 @@ def install(dsn, print_sql, vector_schema, plpython):
     from .. import schema
 
     if print_sql:
-        click.echo(schema.build_script(vector_schema, plpython), nl=False)
+        click.echo(schema.psql_script(vector_schema, plpython), nl=False)
         return
     from ..client import Client
 

@@ -40,7 +40,6 @@ def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port
     """Run the embedding sidecar: the worker (LISTEN for queued rows, embed in batches, write the vectors) and the
     HTTP server (POST /v1/embed for mrl.embed(), /api/v1/..., /healthz, /readyz, /metrics, /docs).
 
-    \b
     Privileges: connect as a login that is a member of pgmrl_worker (on the embedded server, `pgmrl serve`
     does so by itself); it warns when it runs as a superuser. Every HTTP endpoint that reads or writes the
     database needs a bearer token, loopback included, and runs as the token's role; /healthz, /readyz,

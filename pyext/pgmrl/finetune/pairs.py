@@ -1,4 +1,4 @@
-"""Fine-tuning from a set's own documents: synthetic query-document pairs, then MatryoshkaLoss training.
+"""Query-document pairs for fine-tuning, from a set's own documents (training itself: run.py).
 
 Without an LLM, queries are cut from the documents themselves, one per method in turn:
   lead       the first sentence, shortened (descriptions usually open with what the thing is)

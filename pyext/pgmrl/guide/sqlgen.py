@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"out of date with catalogue.json: {', '.join(stale)} (run python -m pgmrl.guide.sqlgen)",
               file=sys.stderr)
         return 1
+    print("up to date with catalogue.json" if args.check else f"wrote {', '.join(generated())} in {folder}")
     return 0
 
 

@@ -125,6 +125,15 @@ def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def psql_script(vector_schema: str = "public", plpython: bool = False) -> str:
+    """The install script for psql (`pgmrl install --print-sql | psql`): the same statements as `pgmrl install`, in
+    one transaction under the same advisory lock, stopping at the first error (ON_ERROR_STOP), so a refused
+    migration leaves the database as it was. pgvector (and plpython3u, for plpython=True) must exist beforehand."""
+    return ("\\set ON_ERROR_STOP on\nBEGIN;\n"
+            f"SELECT pg_advisory_xact_lock({_LOCK_KEY});\n"
+            + build_script(vector_schema, plpython) + "COMMIT;\n")
+
+
 def ensure_pgvector(conn: psycopg.Connection) -> str:
     """Creates pgvector if needed; returns its schema. Raises PgmrlError when it is missing or too old."""
     row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()

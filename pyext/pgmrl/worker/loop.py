@@ -27,6 +27,13 @@ CHANNEL = "mrl_queue"
 SCHEMA_RECHECK = 30.0  # seconds between checks while the database needs `pgmrl install`
 
 
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """What the database says to the worker (RAISE NOTICE/WARNING in pgmrl's functions) goes to the log."""
+    level = logging.WARNING if diag.severity_nonlocalized == "WARNING" else logging.INFO
+    log.log(level, "database: %s%s", diag.message_primary,
+            f" (hint: {diag.message_hint})" if diag.message_hint else "")
+
+
 class Worker(Batches):
     def __init__(self, dsn: str, *, batch_size: int = 256, poll_interval: float = 5.0, max_attempts: int = 5,
                  stop_event: threading.Event | None = None, device: str | None = None,
@@ -56,6 +63,7 @@ class Worker(Batches):
     def _connect(self) -> None:
         self.close()
         conn = self.conn = connect(self.dsn, application_name="pgmrl worker")
+        conn.add_notice_handler(_log_notice)  # e.g. a switched-in set whose tuning was reset
         # A batch holds its queue rows while it embeds; if this process hangs, the server ends the transaction
         # (and the rows are claimed again) instead of keeping them locked forever.
         conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",

@@ -69,6 +69,6 @@ def switch_due_sets(conn: psycopg.Connection) -> list[str]:
             log.error("set %s: switching in its replacement failed: %s", slug, exc)
             continue
         switched.append(slug)
-        log.info("set %s: switched to its re-embedded replacement", slug)
+        log.info("set %s: switched to its re-embedded replacement", slug)  # (a tuning reset is logged as a notice)
     conn.commit()
     return switched
