@@ -91,3 +91,22 @@ def test_renamed_and_dropped_source(client, dsn, corpus):
     assert st["rows"] is None and st["embedded"] == 3
     client.drop_set("docs")
     assert not client.set_exists("docs")
+
+
+def test_bulk_keys_are_queued_in_one_statement_without_warnings(client, corpus):
+    """A bulk INSERT leaves one key array per statement; the worker's expansion moves them all at once. (It used to
+    fail every time on a name clash inside the function and fall back to one statement at a time, with a warning.)"""
+    conn = client.conn
+    conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    client.create_set("Docs", "docs", "docs", "body")
+    conn.execute("DELETE FROM mrl.queue")
+    for start in (0, 100, 200):  # three statements, three key arrays
+        conn.cursor().execute("INSERT INTO docs SELECT * FROM unnest(%s::int[], %s::text[])",
+                              (list(range(start, start + 100)), [r["doc"] for r in corpus[start:start + 100]]))
+    assert conn.execute("SELECT count(*) FROM mrl.queue_intake").fetchone()[0] == 3
+    warnings = []
+    conn.add_notice_handler(lambda d: warnings.append(d.message_primary))
+    assert conn.execute("SELECT mrl_internal._expand_intake()").fetchone()[0] == 300
+    assert warnings == []
+    assert conn.execute("SELECT count(*) FROM mrl.queue_intake").fetchone()[0] == 0
+    assert conn.execute("SELECT count(DISTINCT id) FROM mrl.queue").fetchone()[0] == 300

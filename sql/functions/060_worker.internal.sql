@@ -117,9 +117,9 @@ DECLARE
 BEGIN
     BEGIN
         WITH moved AS (
-            DELETE FROM mrl.queue_intake i
-             WHERE i.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
-            RETURNING i.set_id, i.ids, i.queued_at)
+            DELETE FROM mrl.queue_intake qi  -- (not "i": that is the record below, and plpgsql would read it here)
+             WHERE qi.bid IN (SELECT x.bid FROM mrl.queue_intake x ORDER BY x.bid LIMIT max_statements FOR UPDATE SKIP LOCKED)
+            RETURNING qi.set_id, qi.ids, qi.queued_at)
         INSERT INTO mrl.queue (set_id, id, queued_at)
         SELECT m.set_id, u.id, m.queued_at
           FROM moved m JOIN mrl.embedding_sets e ON e.id = m.set_id, unnest(m.ids) u(id)
