@@ -125,3 +125,19 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- Where SQL reaches the sidecar's PostgreSQL-protocol endpoint (servers without plpython3u embed through dblink).
+CREATE OR REPLACE FUNCTION mrl.configure_sidecar_pg(host text, port int DEFAULT 8766)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF host IS NULL OR host !~ '^[A-Za-z0-9._:/-]+$' OR port IS NULL OR port NOT BETWEEN 1 AND 65535 THEN
+        RAISE EXCEPTION 'sidecar address %:% is not a host name and a port', coalesce(host, 'NULL'), coalesce(port::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. SELECT mrl.configure_sidecar_pg(''127.0.0.1'', 8766)';
+    END IF;
+    INSERT INTO mrl.settings (key, value) VALUES ('sidecar_pg', format('host=%s port=%s', host, port))
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+END
+$fn$;

@@ -80,7 +80,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._filter_sql(mrl.embedding_sets, jsonb, int), mrl_internal._coarse_dim(mrl.embedding_sets, int),
     mrl_internal._require_index(mrl.embedding_sets, text), mrl_internal._ef_search(mrl.embedding_sets, text, int, int),
     mrl_internal._scan_settings(int, bool), mrl_internal._restore_scan_settings(text[]),
-    mrl_internal._two_stage_default(text), mrl_internal._http_embed(text[], text, text),
+    mrl_internal._two_stage_default(text), mrl_internal._http_embed(text[], text, text), mrl_internal._embed_transport(),
     mrl_internal._reset_tuning(mrl.embedding_sets, mrl.embedding_sets), mrl_internal._strategies(), mrl_internal._check_strategy(text, text[]),
     mrl_internal._check_new_set(text, text, text), mrl_internal._source_key(regclass),
     mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),

@@ -33,3 +33,4 @@ COMMENT ON FUNCTION mrl.set_documents(text) IS 'The texts a set embeds (id, body
 COMMENT ON FUNCTION mrl.embed(text, text, text) IS
     'Embeds text through the sidecar (plpython3u), with the config''s query or document prefix. Refuses a vector written as text.';
 COMMENT ON FUNCTION mrl.configure_sidecar(text, text, numeric) IS 'Where SQL reaches the sidecar (URL, token, timeout); the schema owner''s.';
+COMMENT ON FUNCTION mrl.configure_sidecar_pg(text, int) IS 'Where SQL reaches the sidecar''s PostgreSQL-protocol endpoint (dblink, servers without plpython3u); the schema owner''s.';

@@ -1,5 +1,11 @@
 -- The sidecar's HTTP client inside PostgreSQL (plpython3u). One keep-alive connection per backend, float32
 -- vectors in binary, texts sent in chunks, a bounded timeout: a sidecar that is down is an error, never a hang.
+CREATE OR REPLACE FUNCTION mrl_internal._embed_transport()
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT 'plpython' $fn$;
+
 CREATE OR REPLACE FUNCTION mrl_internal._http_embed(texts text[], config text, kind text)
 RETURNS @vec@.vector[]
 LANGUAGE plpython3u

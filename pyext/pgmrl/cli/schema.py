@@ -14,13 +14,15 @@ from ._common import dsn_option, resolve_dsn
                    "(one transaction, stops at the first error; CREATE EXTENSION vector first).")
 @click.option("--vector-schema", default="public", show_default=True, help="With --print-sql: pgvector's schema.")
 @click.option("--plpython/--no-plpython", default=False, show_default=True,
-              help="With --print-sql: the server has plpython3u (SQL can call the sidecar).")
-def install(dsn, print_sql, vector_schema, plpython):
+              help="With --print-sql: the server has plpython3u (SQL calls the sidecar's HTTP API).")
+@click.option("--dblink-schema", help="With --print-sql and no plpython3u: dblink's schema (CREATE EXTENSION dblink "
+                                      "first); SQL then calls the sidecar's PostgreSQL-protocol endpoint.")
+def install(dsn, print_sql, vector_schema, plpython, dblink_schema):
     """Install or upgrade the `mrl` schema (idempotent; needs pgvector >= 0.7)."""
     from .. import schema
 
     if print_sql:
-        click.echo(schema.psql_script(vector_schema, plpython), nl=False)
+        click.echo(schema.psql_script(vector_schema, plpython, dblink_schema), nl=False)
         return
     from ..client import Client
 

@@ -28,7 +28,7 @@ from ..errors import PgmrlError
 
 MIN_PGVECTOR = (0, 7, 0)
 _LOCK_KEY = 0x6D726C  # advisory lock serialising concurrent installs
-_FUNCTION_KINDS = ("functions", "plpython", "fallback")
+_FUNCTION_KINDS = ("functions", "plpython", "dblink", "fallback")
 
 # Migrations edited after they landed (before checksums were recorded): the checksums of their earlier texts, which
 # a database installed then may carry. Their missing parts are added by the repair migrations named here. Never add
@@ -78,10 +78,13 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split(".")[:3] if x.isdigit())
 
 
-def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
+def build_script(vector_schema: str = "public", plpython: bool = False, dblink_schema: str | None = None) -> str:
     """The whole install script; `vector_schema` is the schema the pgvector extension lives in, `plpython` whether
-    the server has plpython3u (created beforehand)."""
+    the server has plpython3u (created beforehand), `dblink_schema` the schema of the dblink extension if it is
+    there (used when plpython3u is not: SQL then reaches the sidecar's PostgreSQL-protocol endpoint)."""
     vec = sql.Identifier(vector_schema).as_string(None)
+    variant = "plpython" if plpython else "dblink" if dblink_schema else "fallback"
+    dbl = sql.Identifier(dblink_schema or "public").as_string(None)
     out = [
         "-- pgmrl install script (generated). Safe to run again: migrations are recorded in mrl.migrations.",
         "DO $check$ BEGIN IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector') THEN "
@@ -113,9 +116,9 @@ def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
             f"migration (or install the pgmrl version that applied it).';\n"
             f"END IF; END $pgmrl_run$;"
         )
-    functions = sorted(_files("functions") + _files("plpython" if plpython else "fallback"))
+    functions = sorted(_files("functions") + _files(variant))
     for name, body in functions:
-        out.append(f"-- {name}\n" + body.replace("@vec@", vec))
+        out.append(f"-- {name}\n" + body.replace("@vec@", vec).replace("@dblink@", dbl))
     # Last: which function files this database now runs (schema_problem compares it with the code's).
     out.append(
         f"INSERT INTO mrl.install_record (functions_digest, pgmrl_version) "
@@ -125,13 +128,13 @@ def build_script(vector_schema: str = "public", plpython: bool = False) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def psql_script(vector_schema: str = "public", plpython: bool = False) -> str:
+def psql_script(vector_schema: str = "public", plpython: bool = False, dblink_schema: str | None = None) -> str:
     """The install script for psql (`pgmrl install --print-sql | psql`): the same statements as `pgmrl install`, in
     one transaction under the same advisory lock, stopping at the first error (ON_ERROR_STOP), so a refused
     migration leaves the database as it was. pgvector (and plpython3u, for plpython=True) must exist beforehand."""
     return ("\\set ON_ERROR_STOP on\nBEGIN;\n"
             f"SELECT pg_advisory_xact_lock({_LOCK_KEY});\n"
-            + build_script(vector_schema, plpython) + "COMMIT;\n")
+            + build_script(vector_schema, plpython, dblink_schema) + "COMMIT;\n")
 
 
 def ensure_pgvector(conn: psycopg.Connection) -> str:
@@ -166,6 +169,22 @@ def ensure_plpython(conn: psycopg.Connection) -> bool:
     return True
 
 
+def ensure_dblink(conn: psycopg.Connection) -> str | None:
+    """Creates dblink when the server has it and we may; its schema when it is there, else None."""
+    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                       "WHERE e.extname = 'dblink'").fetchone()
+    if row:
+        return row[0]
+    if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'").fetchone():
+        return None
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION dblink")
+    except psycopg.errors.InsufficientPrivilege:
+        return None  # the fallback functions say what is missing
+    return ensure_dblink(conn)
+
+
 def install(conn: psycopg.Connection) -> list[str]:
     """Installs or upgrades the schema in one transaction; returns the migrations applied now."""
     with conn.transaction():
@@ -174,7 +193,8 @@ def install(conn: psycopg.Connection) -> list[str]:
         before: set[str] = set()
         if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is not None:
             before = {r[0] for r in conn.execute("SELECT name FROM mrl.migrations")}
-        conn.execute(build_script(schema, ensure_plpython(conn)))
+        plpython = ensure_plpython(conn)
+        conn.execute(build_script(schema, plpython, None if plpython else ensure_dblink(conn)))
         after = [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
     return [m for m in after if m not in before]
 
