@@ -30,7 +30,10 @@ class VectorList(list):
 def connect(dsn: str, *, autocommit: bool = False, application_name: str = "pgmrl", role: str | None = None,
             **kwargs) -> psycopg.Connection:
     """Opens a connection with pgvector's adapters; `role`: SET ROLE to it for the whole session (the HTTP API acts
-    as the role its token maps to, never as the sidecar's own login)."""
+    as the role its token maps to, never as the sidecar's own login). No server-side prepared statements: behind a
+    pooler in transaction mode (pgbouncer) a statement prepared on one server connection is missing, or already
+    there, on the next ("prepared statement _pg3_0 already exists")."""
+    kwargs.setdefault("prepare_threshold", None)
     try:
         conn = psycopg.connect(dsn, autocommit=autocommit, application_name=application_name, **kwargs)
     except psycopg.OperationalError as exc:

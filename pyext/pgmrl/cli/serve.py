@@ -35,8 +35,11 @@ from ._common import dsn_option, resolve_dsn
 @click.option("--advertise-url", envvar="PGMRL_ADVERTISE_URL",
               help="URL the database uses to reach this sidecar (default http://HOST:PORT) [env PGMRL_ADVERTISE_URL].")
 @click.option("--no-http", is_flag=True, help="Run the worker only.")
+@click.option("--listen-dsn", envvar="PGMRL_LISTEN_DSN",
+              help="A direct connection (not through a pooler) for LISTEN, when --dsn goes through pgbouncer in "
+                   "transaction mode [env PGMRL_LISTEN_DSN]. Without it new rows wait for the next poll there.")
 def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port, token, token_role, tokens_file,
-          token_file, advertise_url, no_http):
+          token_file, advertise_url, no_http, listen_dsn):
     """Run the embedding sidecar: the worker (LISTEN for queued rows, embed in batches, write the vectors) and the
     HTTP server (POST /v1/embed for mrl.embed(), /api/v1/..., /healthz, /readyz, /metrics, /docs).
 
@@ -59,5 +62,5 @@ def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port
                          token_role=token_role,
                          tokens_file=tokens_file, token_file=token_file, advertise_url=advertise_url,
                          http=not no_http, once=once, batch_size=batch_size, poll_interval=poll_interval,
-                         max_attempts=max_attempts, device=device)
+                         max_attempts=max_attempts, device=device, listen_dsn=listen_dsn)
     click.echo(f"embedded {worker.processed} queue item(s); {worker.failed} failed attempt(s)", err=True)

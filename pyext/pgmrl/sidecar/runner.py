@@ -115,11 +115,14 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
         worker.run(once=once)
         return worker
 
-    tokens, written = resolve_tokens(dsn, token, token_role, tokens_file, token_file)
+    # The API's connections each act as one role for their whole session (SET ROLE): they must not go through a
+    # transaction pooler, whose next client would inherit the role. With --listen-dsn, they use that direct one.
+    api_dsn = worker_kwargs.get("listen_dsn") or dsn
+    tokens, written = resolve_tokens(api_dsn, token, token_role, tokens_file, token_file)
     if written:
         log.warning("HTTP API token written to %s (readable by you only); send it as `Authorization: Bearer ...`",
                     written)
-    app = create_app(dsn, Tokens(tokens), metrics, default_config=default_config, open_embed=is_loopback(host))
+    app = create_app(api_dsn, Tokens(tokens), metrics, default_config=default_config, open_embed=is_loopback(host))
     server, thread = _serve_http(app, host, port)
     url = advertised_url(host, port, advertise_url)
     db_token = token or (next(iter(tokens)) if written else None)  # what mrl.embed() sends

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import psycopg
@@ -39,10 +40,12 @@ class Worker(Batches):
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics: Metrics | None = None,
-                 transaction_timeout: float = 300.0, lock_timeout: float = 30.0):
+                 transaction_timeout: float = 300.0, lock_timeout: float = 30.0, listen_dsn: str | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
+        self.listen_dsn = listen_dsn  # a direct connection for LISTEN when `dsn` goes through a pooler
+        self._listen_checked = False
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -77,8 +80,27 @@ class Worker(Batches):
         conn.commit()
         if problem:
             raise SchemaMismatch(problem)
-        listen = self.listen_conn = connect(self.dsn, autocommit=True, application_name="pgmrl worker (listen)")
+        listen = self.listen_conn = connect(self.listen_dsn or self.dsn, autocommit=True,
+                                            application_name="pgmrl worker (listen)")
         listen.execute(f"LISTEN {CHANNEL}")
+        if not self._listen_checked:
+            self._listen_checked = True
+            self._check_notifications(conn, listen)
+
+    def _check_notifications(self, conn: psycopg.Connection, listen: psycopg.Connection) -> None:
+        """Sends itself a notification: when it does not arrive (a pooler in transaction mode hands LISTEN to a
+        server connection that others then use), says so; the worker still finds work by polling."""
+        ping = f"pgmrl-ping-{uuid.uuid4().hex}"
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ping))
+        conn.commit()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            for n in listen.notifies(timeout=max(0.05, deadline - time.monotonic()), stop_after=1):
+                if n.payload == ping:
+                    return
+        log.warning("notifications do not reach this worker's LISTEN connection (is the DSN a pooler in transaction "
+                    "mode?): new rows wait for the next poll (every %.0f s). Give a direct connection with "
+                    "--listen-dsn / PGMRL_LISTEN_DSN", self.poll_interval)
 
     def close(self) -> None:
         for c in (self.conn, self.listen_conn):
