@@ -124,3 +124,21 @@ def test_strategies_are_named_once_each_side(client):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown strategy") as err:
         client.conn.execute("SELECT mrl_internal._check_strategy('fast')")
     assert err.value.diag.message_hint == "Use " + ", ".join(f"'{s}'" for s in STRATEGIES) + "."
+
+
+def test_one_argument_order_and_typed_rows(loaded, corpus_vectors):
+    """two_stage_search takes search's order (k, strategy, coarse_k, coarse_dim, filter); search_rows returns the
+    source rows themselves, typed, with their distance, in rank order."""
+    conn = loaded.conn
+    q = corpus_vectors[1][4]
+    exact = conn.execute("SELECT id, distance FROM mrl.search('docs', %s, 3, 'exact')", (q,)).fetchall()
+    assert conn.execute("SELECT id, distance FROM mrl.two_stage_search('docs', %s, 3, 'exact')", (q,)).fetchall() == exact
+    rows = conn.execute("SELECT (r.item).id, (r.item).body, r.distance, pg_typeof((r.item).id)::text "
+                        "FROM mrl.search_rows(NULL::docs, 'docs', %s, 3, 'exact') r", (q,)).fetchall()
+    assert [(str(r[0]), r[2]) for r in rows] == exact and rows[0][3] == "bigint"  # the key's own type
+    assert rows[0][1] == conn.execute("SELECT body FROM docs WHERE id = %s", (int(exact[0][0]),)).fetchone()[0]
+    conn.execute("CREATE TABLE other (id int PRIMARY KEY)")
+    with pytest.raises(psycopg.errors.DatatypeMismatch, match="NULL::public.docs"):
+        conn.execute("SELECT * FROM mrl.search_rows(NULL::other, 'docs', %s)", (q,))
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'two_stage_search' "
+                        "AND pronamespace = 'mrl'::regnamespace").fetchone()[0] == 5  # one per query type, one order

@@ -82,18 +82,62 @@ BEGIN
 END
 $fn$;
 
+-- Until 0.1 two_stage_search took (k, coarse_k, coarse_dim, filter, strategy) while search took (k, strategy, coarse_k,
+-- coarse_dim, filter): one order now, search's. The old signatures go first (every query type), so no call is
+-- ambiguous between them.
+DO $old_order$
+DECLARE
+    typ text;
+BEGIN
+    FOREACH typ IN ARRAY ARRAY['@vec@.vector', 'text', '@vec@.halfvec', 'real[]', 'double precision[]'] LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS mrl.two_stage_search(text, %s, int, int, int, jsonb, text)', typ);
+    END LOOP;
+END
+$old_order$;
+
 CREATE OR REPLACE FUNCTION mrl.two_stage_search(
     set_slug text,
     query @vec@.vector,
     k int DEFAULT 10,
+    strategy text DEFAULT NULL,
     coarse_k int DEFAULT NULL,
     coarse_dim int DEFAULT NULL,
-    filter jsonb DEFAULT NULL,
-    strategy text DEFAULT NULL
+    filter jsonb DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT * FROM mrl.search(set_slug, query, k, coalesce(strategy, mrl_internal._two_stage_default(set_slug)), coarse_k, coarse_dim, filter)
+$fn$;
+
+-- The rows themselves, in rank order, with their distance: no cast of the text ids back to the key's type.
+--   SELECT (r.item).*, r.distance FROM mrl.search_rows(NULL::docs, 'docs', :query, k => 5) r;
+CREATE OR REPLACE FUNCTION mrl.search_rows(
+    source anyelement,
+    set_slug text,
+    query @vec@.vector,
+    k int DEFAULT 10,
+    strategy text DEFAULT NULL,
+    coarse_k int DEFAULT NULL,
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL
+)
+RETURNS TABLE (item anyelement, distance double precision)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := mrl_internal._set(set_slug);
+BEGIN
+    IF pg_typeof(source) IS DISTINCT FROM (SELECT c.reltype FROM pg_class c WHERE c.oid = s.source)::regtype THEN
+        RAISE EXCEPTION 'the first argument of search_rows must be NULL::% (the row type of set "%"''s source), not %',
+            s.source, s.slug, pg_typeof(source) USING ERRCODE = 'datatype_mismatch',
+            HINT = format('SELECT (r.item).*, r.distance FROM mrl.search_rows(NULL::%s, %L, query) r', s.source, s.slug);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT src, h.distance FROM mrl.search($1, $2, $3, $4, $5, $6, $7) h
+           JOIN ONLY %s src ON src.%I = h.id::%s ORDER BY h.distance', s.source, s.pk_column, s.pk_type)
+        USING set_slug, query, k, strategy, coarse_k, coarse_dim, filter;
+END
 $fn$;

@@ -59,10 +59,10 @@ CREATE OR REPLACE FUNCTION mrl.two_stage_search(
     set_slug text,
     query text,
     k int DEFAULT 10,
+    strategy text DEFAULT NULL,
     coarse_k int DEFAULT NULL,
     coarse_dim int DEFAULT NULL,
-    filter jsonb DEFAULT NULL,
-    strategy text DEFAULT NULL
+    filter jsonb DEFAULT NULL
 )
 RETURNS TABLE (id text, distance double precision)
 LANGUAGE sql VOLATILE
@@ -72,8 +72,39 @@ AS $fn$
                              coarse_k, coarse_dim, filter)  -- the text overload above
 $fn$;
 
-COMMENT ON FUNCTION mrl.two_stage_search(text, text, int, int, int, jsonb, text) IS
+COMMENT ON FUNCTION mrl.two_stage_search(text, text, int, text, int, int, jsonb) IS
     'Two-stage search for words: coarse HNSW on the truncated vector, exact re-rank with the full vector. A vector written as text is searched as that vector.';
+
+CREATE OR REPLACE FUNCTION mrl.search_rows(
+    source anyelement,
+    set_slug text,
+    query text,
+    k int DEFAULT 10,
+    strategy text DEFAULT NULL,
+    coarse_k int DEFAULT NULL,
+    coarse_dim int DEFAULT NULL,
+    filter jsonb DEFAULT NULL
+)
+RETURNS TABLE (item anyelement, distance double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v @vec@.vector := mrl_internal._vector_text(query);
+BEGIN
+    IF v IS NULL THEN
+        IF query IS NULL OR btrim(query) = '' THEN
+            RAISE EXCEPTION 'query is NULL or empty' USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the words to search for, or a query vector.';
+        END IF;
+        v := mrl.embed(query, (mrl_internal._set(set_slug)).config, 'query');
+    END IF;
+    RETURN QUERY SELECT * FROM mrl.search_rows(source, set_slug, v, k, strategy, coarse_k, coarse_dim, filter);
+END
+$fn$;
+
+COMMENT ON FUNCTION mrl.search_rows(anyelement, text, text, int, text, int, int, jsonb) IS
+    'mrl.search_rows for words (embedded by the sidecar with the set''s model).';
 
 -- Query vectors of other types: halfvec, real[] and double precision[] are searched as vector (one overload each).
 DO $overloads$
@@ -89,11 +120,11 @@ BEGIN
             RETURNS TABLE (id text, distance double precision) LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
             AS 'SELECT * FROM mrl.search(set_slug, %2$s, k, strategy, coarse_k, coarse_dim, filter)';
             COMMENT ON FUNCTION mrl.search(text, %1$s, int, text, int, int, jsonb) IS 'mrl.search with a %1$s query vector.';
-            CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query %1$s, k int DEFAULT 10, coarse_k int DEFAULT NULL,
-                                                            coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL, strategy text DEFAULT NULL)
+            CREATE OR REPLACE FUNCTION mrl.two_stage_search(set_slug text, query %1$s, k int DEFAULT 10, strategy text DEFAULT NULL,
+                                                            coarse_k int DEFAULT NULL, coarse_dim int DEFAULT NULL, filter jsonb DEFAULT NULL)
             RETURNS TABLE (id text, distance double precision) LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-            AS 'SELECT * FROM mrl.two_stage_search(set_slug, %2$s, k, coarse_k, coarse_dim, filter, strategy)';
-            COMMENT ON FUNCTION mrl.two_stage_search(text, %1$s, int, int, int, jsonb, text) IS 'mrl.two_stage_search with a %1$s query vector.';
+            AS 'SELECT * FROM mrl.two_stage_search(set_slug, %2$s, k, strategy, coarse_k, coarse_dim, filter)';
+            COMMENT ON FUNCTION mrl.two_stage_search(text, %1$s, int, text, int, int, jsonb) IS 'mrl.two_stage_search with a %1$s query vector.';
             $sql$, typ, conv);
     END LOOP;
 END

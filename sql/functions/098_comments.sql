@@ -15,7 +15,7 @@ COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text) IS
 COMMENT ON FUNCTION mrl.switch_embedding_set(text, bool) IS 'Switches a finished re-embedding in, atomically (the sidecar does it by itself).';
 COMMENT ON FUNCTION mrl.search(text, @vec@.vector, int, text, int, int, jsonb) IS
     'Searches a set with a query vector: strategy two_stage (default), binary_two_stage, hnsw, coarse or exact; optional JSON equality filter on source columns. Returns ids (as text) and cosine distances.';
-COMMENT ON FUNCTION mrl.two_stage_search(text, @vec@.vector, int, int, int, jsonb, text) IS
+COMMENT ON FUNCTION mrl.two_stage_search(text, @vec@.vector, int, text, int, int, jsonb) IS
     'Two-stage search with a query vector: coarse HNSW on the truncated vector (coarse_k candidates), exact re-rank with the full vector.';
 COMMENT ON FUNCTION mrl.create_full_index(text, int, int) IS 'Builds the full-dimension HNSW index (strategy hnsw).';
 COMMENT ON FUNCTION mrl.add_binary_index(text, int, int) IS 'Builds the binary-quantised HNSW index (strategy binary_two_stage).';
@@ -31,6 +31,8 @@ COMMENT ON FUNCTION mrl.retry_failed(text) IS 'Puts a set''s dead-lettered items
 COMMENT ON FUNCTION mrl.recommend_config(bool, bool, bool, bool, bool, bool) IS 'The model selection guide: which embedding config to use, and why.';
 COMMENT ON FUNCTION mrl.set_documents(text) IS 'The texts a set embeds (id, body), for fine-tuning and inspection; needs SELECT on the source.';
 COMMENT ON FUNCTION mrl.embed(text, text, text) IS
-    'Embeds text through the sidecar (plpython3u), with the config''s query or document prefix. Refuses a vector written as text.';
+    'Embeds text through the sidecar (plpython3u, or dblink to its PostgreSQL-protocol endpoint), with the config''s query or document prefix. Refuses a vector written as text.';
 COMMENT ON FUNCTION mrl.configure_sidecar(text, text, numeric) IS 'Where SQL reaches the sidecar (URL, token, timeout); the schema owner''s.';
 COMMENT ON FUNCTION mrl.configure_sidecar_pg(text, int) IS 'Where SQL reaches the sidecar''s PostgreSQL-protocol endpoint (dblink, servers without plpython3u); the schema owner''s.';
+COMMENT ON FUNCTION mrl.search_rows(anyelement, text, @vec@.vector, int, text, int, int, jsonb) IS
+    'The source rows themselves (typed, in rank order) with their distance: SELECT (r.item).*, r.distance FROM mrl.search_rows(NULL::docs, ''docs'', query) r.';
