@@ -39,7 +39,8 @@ def psql(data_dir, dsn, psql_args):
         cmd = [server.psql_command()[0], dsn]
     else:
         if not server.is_running():
-            raise PgmrlError("the embedded server is not running: `pgmrl up` first (or pass --dsn)")
+            raise PgmrlError(f"the embedded server is not running (looked in {server.data_dir}): `pgmrl up` first, "
+                             f"--data-dir / PGMRL_DATA_DIR for another one, or pass --dsn")
         cmd = server.psql_command()
     os.execv(cmd[0], cmd + list(psql_args))
 

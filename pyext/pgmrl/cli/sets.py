@@ -136,3 +136,21 @@ def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_):
         client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
         for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim, flt), 1):
             click.echo(f"{rank:3d}  {dist:.4f}  {id_}")
+
+
+@click.command()
+@dsn_option
+@click.argument("text")
+@click.option("--config", default="all-minilm-l6-v2", show_default=True, help="Embedding config (`pgmrl models`).")
+@click.option("--kind", type=click.Choice(["query", "document"]), default="query", show_default=True,
+              help="Query or document prefix of the model.")
+@click.option("--set", "slug", help="Embed with this set's model instead of --config.")
+def embed(dsn, text, config, kind, slug):
+    """Print the vector of TEXT in pgvector's text form, to paste into SQL: SELECT * FROM
+    mrl.two_stage_search('docs', '[...]'::vector)."""
+    from ..client import Client
+
+    with Client(resolve_dsn(dsn)) as client:
+        name = client.set_config(slug).name if slug else config
+        vector = client.embed([text], name, kind)[0]
+    click.echo("[" + ",".join(f"{float(x):.7g}" for x in vector) + "]")
