@@ -124,3 +124,19 @@ def test_sidecar_behind_pgbouncer_in_transaction_mode(client, dsn, pooler, sidec
 
     assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     assert conn.execute("SELECT count(*) FROM mrl.queue WHERE NOT dead").fetchone()[0] == 0
+
+
+def test_listen_through_a_transaction_pooler_is_detected(client, dsn, pooler, caplog):
+    """Without --listen-dsn, the worker's self-sent notification never comes back through the pooler: it says so
+    (and still works by polling); with a direct LISTEN connection it does not."""
+    import logging
+
+    from pgmrl.worker import Worker
+
+    with caplog.at_level(logging.WARNING, logger="pgmrl.worker"):
+        Worker(pooler).run(once=True)
+    assert "notifications do not reach this worker's LISTEN connection" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pgmrl.worker"):
+        Worker(pooler, listen_dsn=dsn).run(once=True)
+    assert "notifications do not reach" not in caplog.text
