@@ -15,6 +15,7 @@ from ..errors import PgmrlError
 from ..worker import Metrics, Worker
 from .app import create_app
 from .auth import MIN_TOKEN_LENGTH, Tokens, default_token_file, generated_token, is_loopback, read_tokens_file
+from .pgwire import PgWireServer, tls_context
 
 log = logging.getLogger("pgmrl.sidecar")
 
@@ -98,13 +99,16 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
                 token_role: str | None = None, tokens_file: str | None = None, token_file: Path | None = None,
                 advertise_url: str | None = None, http: bool = True, once: bool = False,
                 default_config: str = "all-minilm-l6-v2", started: threading.Event | None = None,
-                stop_event: threading.Event | None = None, work: bool = True, **worker_kwargs) -> Worker:
+                stop_event: threading.Event | None = None, work: bool = True, pg_port: int | None = None,
+                pg_host: str | None = None, pg_tls_cert: str | None = None, pg_tls_key: str | None = None,
+                **worker_kwargs) -> Worker:
     """Runs until SIGTERM/SIGINT (or stop_event). work=False serves HTTP only (no queue worker).
 
     HTTP tokens: `token` (acting as `token_role`), `tokens_file` (`ROLE TOKEN` lines); with neither, a token is
-    generated into `token_file` (default: the user's config folder), readable by its owner only."""
-    if http and not once:
-        check_bind(host, token)
+    generated into `token_file` (default: the user's config folder), readable by its owner only. `pg_port`: also
+    the PostgreSQL-protocol endpoint (pgwire.py) on `pg_host` (default: `host`), with the same tokens as passwords;
+    TLS with `pg_tls_cert` (and `pg_tls_key`)."""
+    _check_binds(host, token, http and not once, pg_port, pg_host)
     metrics = Metrics()
     worker = Worker(dsn, metrics=metrics, stop_event=stop_event, **worker_kwargs)
     if threading.current_thread() is threading.main_thread():
@@ -119,8 +123,10 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
     if written:
         log.warning("HTTP API token written to %s (readable by you only); send it as `Authorization: Bearer ...`",
                     written)
-    app = create_app(dsn, Tokens(tokens), metrics, default_config=default_config, open_embed=is_loopback(host))
-    server, thread = _serve_http(app, host, port)
+    auth = Tokens(tokens)  # one object: HTTP's bearer tokens are the endpoint's passwords
+    app = create_app(dsn, auth, metrics, default_config=default_config, open_embed=is_loopback(host))
+    pg = _serve_pg(dsn, auth, app, pg_host or host, pg_port, pg_tls_cert, pg_tls_key, worker_kwargs.get("device"))
+    server, thread = _serve_http(app, host, port, pg)
     url = advertised_url(host, port, advertise_url)
     db_token = token or (next(iter(tokens)) if written else None)  # what mrl.embed() sends
     if not record_url(dsn, url, db_token):
@@ -138,13 +144,27 @@ def run_sidecar(dsn: str, *, host: str = "127.0.0.1", port: int = 8765, token: s
             worker.stop.wait()
     finally:
         server.should_exit = True
+        if pg is not None:
+            pg.stop()
         thread.join(timeout=10)
         app.state.db.close_all()
     return worker
 
 
-def _serve_http(app, host: str, port: int):
-    """Starts uvicorn in a thread; returns (server, thread) once it listens, or raises PgmrlError."""
+def _check_binds(host: str, token: str | None, serving: bool, pg_port: int | None, pg_host: str | None) -> None:
+    """HTTP's bind rules, and the same for the PostgreSQL-protocol endpoint, which needs the HTTP server."""
+    if pg_port is not None and not serving:
+        raise PgmrlError("the PostgreSQL-protocol endpoint (--pg-port) runs beside the HTTP server: drop --once "
+                         "and --no-http")
+    if serving:
+        check_bind(host, token)
+    if pg_port is not None:
+        check_bind(pg_host or host, token)
+
+
+def _serve_http(app, host: str, port: int, pg: PgWireServer | None = None):
+    """Starts uvicorn in a thread; returns (server, thread) once it listens, or raises PgmrlError (stopping `pg`,
+    started before it)."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
@@ -156,8 +176,21 @@ def _serve_http(app, host: str, port: int):
         time.sleep(0.05)
     if not server.started:
         server.should_exit = True
+        if pg is not None:
+            pg.stop()
         raise PgmrlError(f"the HTTP server could not listen on {host}:{port} (in use?). Choose --port.")
     return server, thread
+
+
+def _serve_pg(dsn: str, tokens: Tokens, app, host: str, port: int | None, tls_cert: str | None,
+              tls_key: str | None, device: str | None) -> PgWireServer | None:
+    """Starts the PostgreSQL-protocol endpoint (None without a port); it shares the app's metrics and config
+    cache."""
+    if port is None:
+        return None
+    tls = tls_context(tls_cert, tls_key) if tls_cert else None
+    return PgWireServer(dsn, tokens, app.state.metrics, host=host, port=port, tls=tls, device=device,
+                        configs=app.state.configs).start()
 
 
 def _preload(app, dsn: str, default_config: str, device: str | None) -> None:
