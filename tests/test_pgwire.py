@@ -175,6 +175,50 @@ def test_password_is_a_token(endpoint):
     assert reply[:1] == b"E" and b"C28P01\0" in reply and b"SFATAL\0" in reply
 
 
+def raw_session(port: int) -> socket.socket:
+    """A socket past startup and authentication, the ReadyForQuery read."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = b"user\0raw\0\0"
+    s.sendall(struct.pack("!ii", len(body) + 8, 3 << 16) + body)
+    s.recv(9)
+    s.sendall(b"p" + struct.pack("!i", 4 + len(TOKEN) + 1) + TOKEN.encode() + b"\0")
+    assert read_until_ready(s)[0] == b"R"
+    return s
+
+
+def read_until_ready(s: socket.socket) -> list[bytes]:
+    """The types of the messages up to and including ReadyForQuery."""
+    kinds, buf = [], b""
+    while not kinds or kinds[-1] != b"Z":
+        while len(buf) < 5 or len(buf) < 1 + struct.unpack("!i", buf[1:5])[0]:
+            chunk = s.recv(65536)
+            assert chunk, "the endpoint closed the connection"
+            buf += chunk
+        n = 1 + struct.unpack("!i", buf[1:5])[0]
+        kinds.append(buf[:1])
+        buf = buf[n:]
+    return kinds
+
+
+def msg(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def test_extended_protocol_messages(endpoint):
+    """What psycopg does not send by itself: Describe of a statement, an error that skips to Sync, FunctionCall."""
+    with raw_session(endpoint.port) as s:
+        s.sendall(msg(b"P", b"s\0SELECT embedding FROM embed($1, $2, $3)\0\0\0") + msg(b"D", b"Ss\0") + msg(b"S"))
+        assert read_until_ready(s) == [b"1", b"t", b"T", b"Z"]  # ParseComplete, ParameterDescription, RowDescription
+        bind = b"\0s\0\0\0\0\x03" + b"".join(struct.pack("!i", len(v)) + v for v in (b"nope", b"query", b"x"))
+        s.sendall(msg(b"B", bind + b"\0\0") + msg(b"E", b"\0\0\0\0\0") + msg(b"B", bind + b"\0\0") + msg(b"S"))
+        assert read_until_ready(s) == [b"2", b"E", b"Z"]  # the error skips the second Bind
+        s.sendall(msg(b"F", struct.pack("!ih", 1598, 0) + struct.pack("!hh", 0, 0)))
+        assert read_until_ready(s) == [b"E", b"Z"]
+        s.sendall(msg(b"Q", b"SELECT 1\0"))
+        assert read_until_ready(s) == [b"T", b"D", b"C", b"Z"]
+        s.sendall(msg(b"X"))
+
+
 def test_concurrent_clients(endpoint, embedder):
     texts = ["web browser", "text editor", "image viewer", "mail client"]
     wanted = embedder.encode(texts, "query")

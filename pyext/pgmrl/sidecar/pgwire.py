@@ -133,7 +133,7 @@ class Session:
             if params is not None:
                 self._authenticate(params)
                 self._loop()
-        except QueryError as exc:  # before the query loop every error ends the connection
+        except QueryError as exc:  # an error that ends the connection (startup, authentication, protocol)
             self._send_fatal(exc)
         except (Closed, OSError, EOFError):
             pass  # the client (or stop()) closed the connection; TLS errors are OSErrors
@@ -305,6 +305,7 @@ class Session:
         elif st.kind in ("commit", "rollback"):
             tag = "ROLLBACK" if self.tx == "E" else st.tag
             self.tx = "I"
+            self.portals.clear()  # portals end with their transaction
             return (), (), tag
         elif st.kind == "discard":
             if self.tx != "I":
@@ -412,7 +413,9 @@ class Session:
         self.wire.send(ready(self.tx))
 
     def _function_call(self, payload: Payload) -> None:
-        raise QueryError("0A000", "the function call protocol is not supported by this endpoint")
+        """Not supported; like a simple query it ends with ReadyForQuery (it is no part of the extended protocol)."""
+        self._error(QueryError("0A000", "the function call protocol is not supported by this endpoint"))
+        self.wire.send(ready(self.tx))
 
 
 def formats(codes: list[int], n: int) -> list[int]:
