@@ -68,6 +68,15 @@ def endpoint(pg_dsn, embedder):
 
 
 @pytest.fixture(scope="module")
+def cleartext(pg_dsn, embedder):
+    """An endpoint asking for the password in clear (auth="password"), for raw-protocol tests."""
+    server = PgWireServer(pg_dsn, Tokens({TOKEN: None, "another-token-0123456789": None}), port=0,
+                          auth="password").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def expected(embedder):
     return embedder.encode(["web browser"], "query")[0]
 
@@ -155,16 +164,25 @@ def test_errors_leave_the_connection_usable(endpoint):
     assert out.returncode != 0 and "answers only SELECT embedding FROM embed" in out.stderr
 
 
-def test_password_is_a_token(endpoint):
-    for password in ("wrong", TOKEN[:-1], TOKEN + "x"):
-        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(conninfo(endpoint.port, password))
-    with pytest.raises(psycopg.OperationalError, match="no password supplied"):
-        psycopg.connect(conninfo(endpoint.port, "''"))
-    out = psql(endpoint.port, "SELECT 1", password="wrong")
-    assert out.returncode == 2 and 'password authentication failed for user "pgmrl"' in out.stderr
+def test_password_is_a_token(endpoint, cleartext):
+    for server in (endpoint, cleartext):
+        for password in ("wrong", TOKEN[:-1], TOKEN + "x"):
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(conninfo(server.port, password))
+        with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+            psycopg.connect(conninfo(server.port, "''"))
+        out = psql(server.port, "SELECT 1", password="wrong")
+        assert out.returncode == 2 and 'password authentication failed for user "pgmrl"' in out.stderr
+    # SCRAM by default: the token never crosses the wire, and libpq can insist on it
+    with psycopg.connect(conninfo(endpoint.port, require_auth="scram-sha-256"), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+    with pytest.raises(psycopg.OperationalError, match="server requested a cleartext password"):
+        psycopg.connect(conninfo(cleartext.port, require_auth="scram-sha-256"))
+    for password in (TOKEN, "another-token-0123456789"):  # any of the tokens
+        with psycopg.connect(conninfo(cleartext.port, password), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
     # the raw protocol: ErrorResponse with SQLSTATE 28P01 after the password message, then the connection closes
-    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", cleartext.port), timeout=10) as s:
         body = b"user\0anyone\0database\0x\0\0"
         s.sendall(struct.pack("!ii", len(body) + 8, 3 << 16) + body)
         assert s.recv(9) == b"R" + struct.pack("!ii", 8, 3)  # AuthenticationCleartextPassword
@@ -204,9 +222,9 @@ def msg(kind: bytes, body: bytes = b"") -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
 
-def test_extended_protocol_messages(endpoint):
+def test_extended_protocol_messages(cleartext):
     """What psycopg does not send by itself: Describe of a statement, an error that skips to Sync, FunctionCall."""
-    with raw_session(endpoint.port) as s:
+    with raw_session(cleartext.port) as s:
         s.sendall(msg(b"P", b"s\0SELECT embedding FROM embed($1, $2, $3)\0\0\0") + msg(b"D", b"Ss\0") + msg(b"S"))
         assert read_until_ready(s) == [b"1", b"t", b"T", b"Z"]  # ParseComplete, ParameterDescription, RowDescription
         bind = b"\0s\0\0\0\0\x03" + b"".join(struct.pack("!i", len(v)) + v for v in (b"nope", b"query", b"x"))

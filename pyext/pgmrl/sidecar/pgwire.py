@@ -7,16 +7,18 @@ without plpython3u (the embedded default, managed services), through dblink:
 
 It speaks protocol 3.0: the startup (SSLRequest answered 'S' with TLS when a certificate is configured, else 'N';
 GSSENCRequest 'N'; direct TLS of libpq 17+ when TLS is on; 3.2 and `_pq_.` options declined with
-NegotiateProtocolVersion), cleartext password authentication, and the simple and extended query protocols
+NegotiateProtocolVersion), password authentication, and the simple and extended query protocols
 (named and unnamed statements and portals, Describe, Close, Flush, Sync, pipelining). The language is fixed and tiny
 (pgwire_sql.py): one row, one text column `embedding` in pgvector's text form `[0.1,0.2,...]` (so `::vector`
 casts it), in text or binary result format (binary text is the same UTF-8 bytes). Parameters ($1..$3) are read
 as UTF-8 in either format, for text-like parameter types (unknown, text, varchar, name, char).
 
-Who may connect: the password must be one of the sidecar's bearer tokens (the HTTP API's Tokens), compared in
+Who may connect: the password must be one of the sidecar's bearer tokens (the HTTP API's Tokens), checked in
 constant time; the user name is free (dblink wants one); loopback included. Failed: ErrorResponse 28P01 and the
-connection closes. A non-loopback bind follows the HTTP rules (runner.check_bind). The password travels in clear
-inside the connection: bind loopback, or configure TLS (--pg-tls-cert) when the database is on another host.
+connection closes. By default with SCRAM-SHA-256 (pgwire_scram.py: the token never crosses the wire, and libpq
+checks that the server knows it too); auth="password" asks for it in clear instead, like HTTP's bearer header, for
+clients without SCRAM. A non-loopback bind follows the HTTP rules (runner.check_bind); configure TLS
+(--pg-tls-cert) when the database is on another host, or the statements and vectors travel in clear.
 
 One thread per client connection (the model runs in that thread, as HTTP requests run in a thread pool), an accept
 thread, and stop() that closes the listener and every client connection. Errors in a statement (unknown config
@@ -30,7 +32,8 @@ connection on any error, and accepts IPv4 loopback clients only unless an enviro
 (MIT) is a sans-I/O codec only (the server loop, authentication and TLS would still be ours), needs Python 3.11
 while pgmrl supports 3.10, and is a beta whose API may change between minor releases. The subset needed here is
 small and fixed, so it is written against the protocol documentation (PostgreSQL, "Frontend/Backend Protocol").
-Layout: pgwire_codec.py (framing, messages), pgwire_sql.py (the language), this module (sessions, the server).
+Layout: pgwire_codec.py (framing, messages), pgwire_sql.py (the language), pgwire_scram.py (authentication), this
+module (sessions, the server).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from ..errors import PgmrlError
 from ..worker.metrics import Metrics
 from .auth import Tokens
 from .pgwire_codec import Closed, Fatal, Payload, Wire, cstr, data_row, error_message, message, ready, row_description, utf8
+from .pgwire_scram import MECHANISM, Exchange, Verifier
 from .pgwire_sql import PARAMETERS, TEXT_LIKE_OIDS, TEXT_OID, QueryError, Statement, classify, split
 from .state import MAX_TEXT
 
@@ -213,13 +217,7 @@ class Session:
         user = params["user"]
         if not self.server.admit(self):
             raise Fatal("53300", "sorry, too many clients already")
-        self.wire.send(message(b"R", struct.pack("!i", 3)))  # AuthenticationCleartextPassword
-        kind, payload = self.wire.message(limit=8192)
-        if kind != b"p":
-            raise Fatal("08P01", f"expected a password message, got {kind!r}")
-        password = payload[:-1] if payload.endswith(b"\0") else payload
-        known, _ = self.server.tokens.role_of(password.decode("utf-8", "replace"))
-        if not known:
+        if not (self._scram() if self.server.auth == "scram-sha-256" else self._cleartext()):
             log.info("pg endpoint: password authentication failed for user %r from %s", user, self.peer)
             raise Fatal("28P01", f'password authentication failed for user "{user}"')
         self.sock.settimeout(None)
@@ -230,6 +228,32 @@ class Session:
             self.wire.send(message(b"S", cstr(name), cstr(value)))
         self.wire.send(message(b"K", struct.pack("!ii", secrets.randbits(31), secrets.randbits(31))))
         self.wire.send(ready(self.tx))
+
+    def _password_message(self) -> bytes:
+        kind, payload = self.wire.message(limit=8192)
+        if kind != b"p":
+            raise Fatal("08P01", f"expected a password message, got {kind!r}")
+        return payload
+
+    def _cleartext(self) -> bool:
+        self.wire.send(message(b"R", struct.pack("!i", 3)))  # AuthenticationCleartextPassword
+        payload = self._password_message()
+        password = payload[:-1] if payload.endswith(b"\0") else payload
+        return self.server.tokens.role_of(password.decode("utf-8", "replace"))[0]
+
+    def _scram(self) -> bool:
+        self.wire.send(message(b"R", struct.pack("!i", 10), cstr(MECHANISM), b"\0"))  # AuthenticationSASL
+        initial = Payload(self._password_message())
+        if initial.cstr() != MECHANISM:
+            raise Fatal("28000", f"the endpoint authenticates with {MECHANISM} only")
+        exchange = Exchange(self.server.scram)
+        server_first = exchange.first(initial.take(initial.int32()).decode("utf-8", "replace"))
+        self.wire.send(message(b"R", struct.pack("!i", 11), server_first.encode()))  # AuthenticationSASLContinue
+        server_final = exchange.final(self._password_message().decode("utf-8", "replace"))
+        if server_final is None:
+            return False
+        self.wire.send(message(b"R", struct.pack("!i", 12), server_final.encode()))  # AuthenticationSASLFinal
+        return True
 
     # -- the query loop
 
@@ -440,8 +464,12 @@ class PgWireServer:
 
     def __init__(self, dsn: str, tokens: Tokens, metrics: Metrics | None = None, *, host: str = "127.0.0.1",
                  port: int = 8766, tls: ssl.SSLContext | None = None, device: str | None = None,
-                 configs: dict[str, tuple[float, EmbeddingConfig]] | None = None, max_connections: int = 100):
+                 configs: dict[str, tuple[float, EmbeddingConfig]] | None = None, max_connections: int = 100,
+                 auth: str = "scram-sha-256"):
+        if auth not in ("scram-sha-256", "password"):
+            raise PgmrlError(f"auth must be 'scram-sha-256' or 'password', not {auth!r}")
         self.dsn, self.tokens, self.metrics = dsn, tokens, metrics or Metrics()
+        self.auth, self.scram = auth, Verifier(tokens)
         self.host, self.port, self.tls, self.device = host, port, tls, device
         self.configs = configs if configs is not None else {}
         self.max_connections = max_connections
