@@ -38,8 +38,19 @@ from ._common import dsn_option, resolve_dsn
 @click.option("--listen-dsn", envvar="PGMRL_LISTEN_DSN",
               help="A direct connection (not through a pooler) for LISTEN, when --dsn goes through pgbouncer in "
                    "transaction mode [env PGMRL_LISTEN_DSN]. Without it new rows wait for the next poll there.")
+@click.option("--pg-port", type=int, envvar="PGMRL_PG_PORT",
+              help="Also answer the PostgreSQL protocol on this port (e.g. 8766): SQL without plpython3u gets query "
+                   "embeddings through dblink; the password is a token [env PGMRL_PG_PORT].")
+@click.option("--pg-host", envvar="PGMRL_PG_HOST",
+              help="Bind address of --pg-port (default: --host) [env PGMRL_PG_HOST]; anything but loopback needs "
+                   "--token.")
+@click.option("--pg-tls-cert", envvar="PGMRL_PG_TLS_CERT", type=click.Path(dir_okay=False, exists=True),
+              help="PEM certificate (chain) for TLS on --pg-port; without it SSLRequest is declined [env "
+                   "PGMRL_PG_TLS_CERT].")
+@click.option("--pg-tls-key", envvar="PGMRL_PG_TLS_KEY", type=click.Path(dir_okay=False, exists=True),
+              help="PEM private key of --pg-tls-cert, when not in the same file [env PGMRL_PG_TLS_KEY].")
 def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port, token, token_role, tokens_file,
-          token_file, advertise_url, no_http, listen_dsn):
+          token_file, advertise_url, no_http, listen_dsn, pg_port, pg_host, pg_tls_cert, pg_tls_key):
     """Run the embedding sidecar: the worker (LISTEN for queued rows, embed in batches, write the vectors) and the
     HTTP server (POST /v1/embed for mrl.embed(), /api/v1/..., /healthz, /readyz, /metrics, /docs).
 
@@ -48,19 +59,28 @@ def serve(dsn, once, batch_size, poll_interval, max_attempts, device, host, port
     database needs a bearer token, loopback included, and runs as the token's role; /healthz, /readyz,
     /metrics and (on loopback) /v1/embed are open.
 
+    With --pg-port it also answers the PostgreSQL protocol (password: a token), so SQL without plpython3u can
+    fetch a query vector through dblink: SELECT embedding FROM embed('<config>', 'query', '<text>').
+
     It records its URL (and token) in mrl.settings so SQL can reach it. SIGTERM or Ctrl-C finishes the current
     batch and exits. Run several for more throughput (one HTTP port each)."""
     from ..sidecar import run_sidecar
 
     if batch_size < 1 or poll_interval <= 0 or max_attempts < 1:
         raise click.BadParameter("--batch-size, --poll-interval and --max-attempts must be positive")
+    if pg_tls_key and not pg_tls_cert:
+        raise click.BadParameter("--pg-tls-key needs --pg-tls-cert")
     if not once:
+        pg = f"; PostgreSQL protocol on {pg_host or host}:{pg_port}" if pg_port is not None else ""
         click.echo(f"pgmrl sidecar: worker waiting for queued rows"
-                   f"{'' if no_http else f'; HTTP on {host}:{port}'} (Ctrl-C to stop)", err=True)
-    # the worker itself checks the schema (and waits for `pgmrl install` instead of exiting)
+                   f"{'' if no_http else f'; HTTP on {host}:{port}'}{pg} (Ctrl-C to stop)", err=True)
+    # On the embedded server (no --dsn) the sidecar's own login may not write mrl.settings: its owner records where
+    # the sidecar is. The worker itself checks the schema (and waits for `pgmrl install` instead of exiting).
+    record_dsn = None if dsn else resolve_dsn(None, check_schema=False)
     worker = run_sidecar(resolve_dsn(dsn, sidecar=True, check_schema=False), host=host, port=port, token=token,
                          token_role=token_role,
                          tokens_file=tokens_file, token_file=token_file, advertise_url=advertise_url,
                          http=not no_http, once=once, batch_size=batch_size, poll_interval=poll_interval,
-                         max_attempts=max_attempts, device=device, listen_dsn=listen_dsn)
+                         max_attempts=max_attempts, device=device, listen_dsn=listen_dsn, pg_port=pg_port,
+                         pg_host=pg_host, pg_tls_cert=pg_tls_cert, pg_tls_key=pg_tls_key, record_dsn=record_dsn)
     click.echo(f"embedded {worker.processed} queue item(s); {worker.failed} failed attempt(s)", err=True)
