@@ -33,13 +33,22 @@ def install(dsn, print_sql, vector_schema, plpython, dblink_schema):
 
 @click.command()
 @dsn_option
-@click.option("--sidecar-url", required=True, help="URL the database uses to reach the sidecar, e.g. http://10.0.0.5:8765.")
-@click.option("--token", envvar="PGMRL_TOKEN", help="The sidecar's bearer token [env PGMRL_TOKEN].")
+@click.option("--sidecar-url", default="http://127.0.0.1:8765", show_default=True,
+              help="URL the database uses to reach the sidecar's HTTP API (plpython3u servers), e.g. http://10.0.0.5:8765.")
+@click.option("--pg-port", type=int, help="Port of the sidecar's PostgreSQL-protocol endpoint (`pgmrl serve --pg-port`), "
+                                          "for servers that embed through dblink.")
+@click.option("--pg-host", default="127.0.0.1", show_default=True, help="Host of that endpoint, as the database sees it.")
+@click.option("--token", envvar="PGMRL_TOKEN", help="The sidecar's token (bearer token / password) [env PGMRL_TOKEN].")
 @click.option("--timeout", type=float, help="Seconds SQL waits for the sidecar (default 30).")
-def configure(dsn, sidecar_url, token, timeout):
-    """Tell the database where the sidecar is (for mrl.embed(), text searches and sync mode)."""
+def configure(dsn, sidecar_url, pg_port, pg_host, token, timeout):
+    """Tell the database where the sidecar is (for mrl.embed(), text searches and sync mode): its HTTP URL for
+    plpython3u, its PostgreSQL-protocol address for dblink, and the token. `pgmrl serve` does this by itself where
+    its login may."""
     from ..db import connect
 
     with connect(resolve_dsn(dsn), autocommit=True) as conn:
         conn.execute("SELECT mrl.configure_sidecar(%s, %s, %s)", (sidecar_url, token, timeout))
-    click.echo(f"the database now reaches the sidecar at {sidecar_url}")
+        if pg_port is not None:
+            conn.execute("SELECT mrl.configure_sidecar_pg(%s, %s)", (pg_host, pg_port))
+    click.echo(f"the database now reaches the sidecar at {sidecar_url}"
+               + (f" (HTTP) and {pg_host}:{pg_port} (PostgreSQL protocol)" if pg_port is not None else ""))
