@@ -145,6 +145,8 @@ def sidecar(dsn, embedder, tmp_path):
         stop, started = threading.Event(), threading.Event()
         kwargs.setdefault("poll_interval", 0.2)
         kwargs.setdefault("token_file", tmp_path / "sidecar-token")  # never the user's own config folder
+        if kwargs.get("http", True) and not kwargs.get("once"):
+            kwargs.setdefault("pg_port", free_port())  # SQL without plpython3u embeds through it (dblink)
         thread = threading.Thread(target=run_sidecar, args=(kwargs.pop("dsn", dsn),),
                                   kwargs={"port": port, "stop_event": stop, "started": started, **kwargs}, daemon=True)
         thread.start()
@@ -165,7 +167,8 @@ def server_has_plpython(dsn: str) -> bool:
 
 @pytest.fixture
 def plpython(dsn):
-    """Skips without plpython3u, except where PGMRL_REQUIRE_PLPYTHON=1 (CI's system server): there it fails."""
+    """SQL can embed text (plpython3u, or dblink to the sidecar's PostgreSQL-protocol endpoint). Skips without either,
+    except where PGMRL_REQUIRE_PLPYTHON=1 (CI's system server): there it fails."""
     if not server_has_plpython(dsn):
         if os.environ.get("PGMRL_REQUIRE_PLPYTHON") == "1":
             pytest.fail("PGMRL_REQUIRE_PLPYTHON=1 but this server has no plpython3u")

@@ -73,6 +73,7 @@ def test_sidecar_down_is_a_clear_bounded_error(plpython, client, corpus):
     conn = client.conn
     port = free_port()  # nothing listens there
     conn.execute("SELECT mrl.configure_sidecar(%s, NULL, 3)", (f"http://127.0.0.1:{port}",))
+    conn.execute("SELECT mrl.configure_sidecar_pg('127.0.0.1', %s)", (port,))  # (servers that embed through dblink)
     t = time.monotonic()
     with pytest.raises(psycopg.OperationalError) as info:
         conn.execute("SELECT mrl.embed('hello')")
@@ -96,16 +97,28 @@ def test_wrong_token_from_sql(plpython, client, sidecar):
         conn.execute("SELECT mrl.embed('hi')")
 
 
-def test_without_plpython_sql_says_how_to_search(client, dsn):
-    if server_has_plpython(dsn):
-        pytest.skip("this server has plpython3u")
-    conn = client.conn
-    conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
-    conn.execute("SELECT mrl.create_embedding_set('T', 't', 't', 'body')")
-    for sql in ("SELECT mrl.embed('hello')", "SELECT * FROM mrl.two_stage_search('t', 'hello')"):
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
-            conn.execute(sql)
-        assert "plpython3u" in info.value.diag.message_primary
-        assert "query vector" in info.value.diag.message_hint
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match="sync mode needs the plpython3u"):
-        conn.execute("SELECT mrl.create_embedding_set('T2', 't2', 't', 'body', mode => 'sync')")
+def test_without_plpython_or_dblink_sql_says_how_to_search(server_dsn):
+    """Where SQL cannot reach the sidecar (neither extension), the same functions say how to search instead."""
+    from conftest import with_db
+    from pgmrl import schema
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS pgmrl_fallback")
+        conn.execute("CREATE DATABASE pgmrl_fallback")
+    try:
+        with psycopg.connect(with_db(server_dsn, "pgmrl_fallback"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            conn.execute(schema.build_script("public", plpython=False, dblink_schema=None))
+            assert conn.execute("SELECT mrl.sql_embedding_available()").fetchone()[0] is False
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+            conn.execute("SELECT mrl.create_embedding_set('T', 't', 't', 'body')")
+            for sql in ("SELECT mrl.embed('hello')", "SELECT * FROM mrl.two_stage_search('t', 'hello')"):
+                with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+                    conn.execute(sql)
+                assert "dblink or the plpython3u" in info.value.diag.message_primary
+                assert "query vector" in info.value.diag.message_hint
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="sync mode needs SQL that can embed"):
+                conn.execute("SELECT mrl.create_embedding_set('T2', 't2', 't', 'body', mode => 'sync')")
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS pgmrl_fallback WITH (FORCE)")

@@ -10,12 +10,21 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT 'dblink' $fn$;
 
+CREATE OR REPLACE FUNCTION mrl_internal._sidecar_key(address text, token text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT encode(sha256(convert_to(address || E'\n' || coalesce(token, ''), 'UTF8')), 'hex') $fn$;
+
 CREATE OR REPLACE FUNCTION mrl_internal._sidecar_connect(address text, token text, timeout_s numeric)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    shown text := replace(replace(address, 'host=', ''), ' port=', ':');
+    detail text;
 BEGIN
     IF 'mrl_sidecar' = ANY (coalesce(@dblink@.dblink_get_connections(), '{}')) THEN
         PERFORM @dblink@.dblink_disconnect('mrl_sidecar');
@@ -23,8 +32,15 @@ BEGIN
     PERFORM @dblink@.dblink_connect('mrl_sidecar',
         format('%s user=pgmrl dbname=pgmrl password=%s connect_timeout=%s application_name=pgmrl',
                address, quote_literal(coalesce(token, '')), greatest(1, ceil(timeout_s))::int));
+    -- which address and token this session's connection was opened with (a digest: the token itself stays here)
+    PERFORM set_config('pgmrl.sidecar_key', mrl_internal._sidecar_key(address, token), false);
 EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection OR invalid_password OR invalid_authorization_specification THEN
-    RAISE EXCEPTION 'pgmrl sidecar at % is not reachable: %', address, SQLERRM
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    IF detail ~* 'password|authentication' THEN
+        RAISE EXCEPTION 'pgmrl sidecar at % refused the token', shown USING ERRCODE = 'invalid_authorization_specification',
+              HINT = 'Set the sidecar''s token with `pgmrl configure --token ...` (same as PGMRL_TOKEN).';
+    END IF;
+    RAISE EXCEPTION 'pgmrl sidecar at % is not reachable (%)', shown, coalesce(nullif(detail, ''), SQLERRM)
         USING ERRCODE = 'connection_exception',
               HINT = 'Start it with `pgmrl serve --pg-port 8766` (it records its address in mrl.settings), or point the '
                      'database at it with SELECT mrl.configure_sidecar_pg(host, port).';
@@ -46,6 +62,7 @@ DECLARE
     v text;
     sent int;
     out @vec@.vector[] := '{}';
+    shown text;
 BEGIN
     IF texts IS NULL OR cardinality(texts) = 0 THEN
         RETURN out;
@@ -55,8 +72,11 @@ BEGIN
       INTO address, token, timeout_s
       FROM mrl.settings WHERE key IN ('sidecar_pg', 'sidecar_token', 'http_timeout_s');
     address := coalesce(address, 'host=127.0.0.1 port=8766');
+    shown := replace(replace(address, 'host=', ''), ' port=', ':');
     FOREACH t IN ARRAY texts LOOP
-        IF NOT 'mrl_sidecar' = ANY (coalesce(@dblink@.dblink_get_connections(), '{}')) THEN
+        IF NOT 'mrl_sidecar' = ANY (coalesce(@dblink@.dblink_get_connections(), '{}'))
+           OR current_setting('pgmrl.sidecar_key', true) IS DISTINCT FROM mrl_internal._sidecar_key(address, token) THEN
+            -- first use in this session, or the sidecar's address or token changed: (re)connect
             PERFORM mrl_internal._sidecar_connect(address, token, timeout_s);
         END IF;
         sent := @dblink@.dblink_send_query('mrl_sidecar', format('SELECT embedding FROM embed(%L, %L, %L)', config, kind, t));
@@ -64,7 +84,7 @@ BEGIN
             PERFORM mrl_internal._sidecar_connect(address, token, timeout_s);
             sent := @dblink@.dblink_send_query('mrl_sidecar', format('SELECT embedding FROM embed(%L, %L, %L)', config, kind, t));
             IF sent <> 1 THEN
-                RAISE EXCEPTION 'pgmrl sidecar at % closed the connection: %', address,
+                RAISE EXCEPTION 'pgmrl sidecar at % closed the connection: %', shown,
                     @dblink@.dblink_error_message('mrl_sidecar') USING ERRCODE = 'connection_failure';
             END IF;
         END IF;
@@ -73,7 +93,7 @@ BEGIN
             IF clock_timestamp() > deadline THEN
                 PERFORM @dblink@.dblink_cancel_query('mrl_sidecar');
                 PERFORM @dblink@.dblink_disconnect('mrl_sidecar');
-                RAISE EXCEPTION 'pgmrl sidecar at % did not answer within % s', address, timeout_s
+                RAISE EXCEPTION 'pgmrl sidecar at % did not answer within % s', shown, timeout_s
                     USING ERRCODE = 'query_canceled',
                           HINT = 'Check that `pgmrl serve` runs and is not overloaded; the timeout is mrl.configure_sidecar(..., timeout_s).';
             END IF;

@@ -28,9 +28,9 @@ BEGIN
     PERFORM mrl_internal._check_source(source);
     c := mrl_internal._config(config);
     IF mode = 'sync' AND NOT mrl.sql_embedding_available() THEN
-        RAISE EXCEPTION 'sync mode needs the plpython3u extension, which this server does not have'
+        RAISE EXCEPTION 'sync mode needs SQL that can embed text (the plpython3u or the dblink extension), which this server does not have'
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install postgresql-plpython3-NN and run `pgmrl install` again.';
+                  HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install the contrib package (dblink) or postgresql-plpython3-NN and run `pgmrl install` again.';
     END IF;
     key := mrl_internal._source_key(source);
     PERFORM mrl_internal._check_readable(source);  -- (the text expression itself: by the registry's trigger, below)
