@@ -58,6 +58,10 @@ def test_quickstart_runs_twice_without_duplicates(data_dir):
     assert m, first
     assert float(m.group(1)) >= 0.9
     assert "150/150 rows embedded, 0 queued, 0 failed" in first
+    # it ends with a text search typed in psql: SQL embeds the words through the sidecar (dblink), 3 packages
+    sql_part = first[first.index("in SQL (`pgmrl psql`)"):]
+    assert "mrl.search_rows(NULL::debian_packages, 'debian', 'tool to compress files', k => 3)" in sql_part
+    assert "(3 rows)" in sql_part, sql_part
     second = pgmrl("quickstart", "--rows", "150", env=env).stdout
     assert "embedding 0 queued rows" in second
     dsn = EmbeddedServer(data_dir).dsn()

@@ -7,7 +7,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import free_port, server_has_plpython
+from conftest import free_port
 from helpers import cosine, make_docs_table
 from pgmrl.db import to_numpy
 

@@ -3,7 +3,7 @@
 -- `SELECT embedding FROM embed(config, kind, text)`. One named connection per backend ('mrl_sidecar'), opened on
 -- first use and re-opened once when it broke; every wait bounded by http_timeout_s: a sidecar that is down is an
 -- error naming its address, never a hang. The token is the connection's password (kept in mrl.settings, which only
--- the schema's owner reads: hence SECURITY DEFINER).
+-- the schema's owner reads: hence SECURITY DEFINER, for _http_embed only; its helpers run inside it).
 CREATE OR REPLACE FUNCTION mrl_internal._embed_transport()
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -19,7 +19,6 @@ AS $fn$ SELECT encode(sha256(convert_to(address || E'\n' || coalesce(token, ''),
 CREATE OR REPLACE FUNCTION mrl_internal._sidecar_connect(address text, token text, timeout_s numeric)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE

@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..client import Client
+from ..db import scalar
 from ..matryoshka import agreement
 from .server import SIDECAR_ROLE, EmbeddedServer
 
@@ -73,11 +74,13 @@ def run_quickstart(server: EmbeddedServer, rows: int = 2000, batch_size: int = 2
          f"{result['agreement_at_10']:.3f}, Recall@10 of the described package {result['recall_at_10']:.3f}; median "
          f"latency two-stage {result['two_stage_ms_p50']:.2f} ms, exact {result['exact_ms_p50']:.2f} ms "
          f"(at {st['embedded']} rows exact is still cheap; two-stage pays off as the table grows)")
+    _sql_text_search(server, client, echo)
     echo("")
-    echo("Next: `pgmrl psql`, then for example")
+    echo("Next: `pgmrl serve --pg-port 8766` (keeps new rows embedded; SQL reaches it for text searches), then")
+    echo("`pgmrl psql` and for example")
     echo("  SELECT * FROM mrl.set_status('debian');")
     echo("  INSERT INTO debian_packages VALUES (100001, 'my-tool', 'my tool', 'A tool that does things.');")
-    echo("  -- a running `pgmrl serve` embeds it within seconds; `pgmrl search debian 'does things'` finds it")
+    echo("  SELECT (r.item).package, r.distance FROM mrl.search_rows(NULL::debian_packages, 'debian', 'does things') r;")
     echo("The server keeps running: `pgmrl down` stops it.")
     client.close()
     return result
@@ -146,3 +149,36 @@ def _measure(client: Client, corpus: list[dict]) -> dict:
         hits += str(i + 1) in two_ids
     return {"queries": n_q, "agreement_at_10": float(np.mean(agree)), "recall_at_10": hits / n_q,
             "two_stage_ms_p50": statistics.median(t2) * 1000, "exact_ms_p50": statistics.median(te) * 1000}
+
+
+SQL_QUERY = ("SELECT (r.item).package, round(r.distance::numeric, 3) AS distance "
+             "FROM mrl.search_rows(NULL::debian_packages, 'debian', 'tool to compress files', k => 3) r")
+
+
+def _sql_text_search(server: EmbeddedServer, client: Client, echo) -> None:
+    """A text search typed in `pgmrl psql`: SQL embeds the words through the sidecar's PostgreSQL-protocol endpoint
+    (dblink), run here for the moment on a free port; afterwards the database expects `pgmrl serve --pg-port 8766`."""
+    import secrets
+    import socket
+    import subprocess
+
+    from ..sidecar.auth import Tokens
+    from ..sidecar.pgwire import PgWireServer
+
+    if not scalar(client.conn.execute("SELECT mrl.sql_embedding_available()")):
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_urlsafe(24)
+    endpoint = PgWireServer(server.dsn(), Tokens({token: None}), port=port).start()
+    try:
+        client.conn.execute("SELECT mrl.configure_sidecar('http://127.0.0.1:8765', %s), "
+                            "mrl.configure_sidecar_pg('127.0.0.1', %s)", (token, port))
+        echo(f"  in SQL (`pgmrl psql`), words are embedded by the sidecar through dblink:\n    {SQL_QUERY};")
+        out = subprocess.run([*server.psql_command(), "-X", "-c", SQL_QUERY], capture_output=True, text=True,
+                             timeout=120)
+        echo("\n".join("    " + line for line in (out.stdout or out.stderr).rstrip().splitlines()))
+    finally:
+        endpoint.stop()
+        client.conn.execute("SELECT mrl.configure_sidecar_pg('127.0.0.1', 8766)")  # where `pgmrl serve` will be
