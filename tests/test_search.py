@@ -142,3 +142,12 @@ def test_one_argument_order_and_typed_rows(loaded, corpus_vectors):
         conn.execute("SELECT * FROM mrl.search_rows(NULL::other, 'docs', %s)", (q,))
     assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'two_stage_search' "
                         "AND pronamespace = 'mrl'::regnamespace").fetchone()[0] == 5  # one per query type, one order
+
+
+def test_search_rows_reads_no_source_that_runs_code(loaded, corpus_vectors):
+    """search_rows reads the source as the caller: a source with row-level security (a policy runs its owner's
+    code as every reader) is refused, as for the worker and filtered searches."""
+    conn = loaded.conn
+    conn.execute("ALTER TABLE docs ENABLE ROW LEVEL SECURITY")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        conn.execute("SELECT * FROM mrl.search_rows(NULL::docs, 'docs', %s, 3)", (corpus_vectors[1][0],))

@@ -122,3 +122,37 @@ def test_without_plpython_or_dblink_sql_says_how_to_search(server_dsn):
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS pgmrl_fallback WITH (FORCE)")
+
+
+def test_dblink_belongs_to_pgmrl_alone(plpython, client, dsn, sidecar):
+    """Where SQL embeds through dblink, an ordinary role gets the embedding but cannot reach dblink (its schema is
+    closed), so it cannot replace, read through or hijack the session's connection to the sidecar."""
+    import uuid
+
+    from helpers import login_dsn
+
+    conn = client.conn
+    if conn.execute("SELECT mrl_internal._embed_transport()").fetchone()[0] != "dblink":
+        pytest.skip("this server embeds through plpython3u")
+    sidecar()
+    role, password = f"eve_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        with psycopg.connect(login_dsn(dsn, role, password), autocommit=True) as eve:
+            assert eve.execute("SELECT vector_dims(mrl.embed('hello'))").fetchone()[0] == 384
+            for sql in ("SELECT mrl_dblink.dblink_get_connections()",
+                        "SELECT mrl_dblink.dblink_disconnect('x')",
+                        "SELECT * FROM mrl_dblink.dblink('x', 'SELECT 1') AS t(a int)"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    eve.execute(sql)
+            assert eve.execute("SELECT vector_dims(mrl.embed('hello again'))").fetchone()[0] == 384
+    finally:
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_texts_with_quotes_and_backslashes_arrive_intact(plpython, client, sidecar, embedder):
+    sidecar()
+    conn = client.conn
+    for text in ["C:\\Users\\bob", "it's 'quoted'", 'printf("hello\\n");', "E'not an escape\\' string"]:
+        emb = to_numpy(conn.execute("SELECT mrl.embed(%s)", (text,)).fetchone()[0])
+        assert cosine(emb, embedder.encode([text], "query")[0]) >= 0.999, text

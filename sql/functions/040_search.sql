@@ -135,9 +135,12 @@ BEGIN
             s.source, s.slug, pg_typeof(source) USING ERRCODE = 'datatype_mismatch',
             HINT = format('SELECT (r.item).*, r.distance FROM mrl.search_rows(NULL::%s, %L, query) r', s.source, s.slug);
     END IF;
+    -- the rows are read as the caller: the source must run nobody's code (row-level security, planner-evaluated
+    -- expressions, a key of a type that is not built in), as for the worker and for filtered searches
+    PERFORM mrl_internal._check_tables(s);
     RETURN QUERY EXECUTE format(
         'SELECT src, h.distance FROM mrl.search($1, $2, $3, $4, $5, $6, $7) h
-           JOIN ONLY %s src ON src.%I = h.id::%s ORDER BY h.distance', s.source, s.pk_column, s.pk_type)
+           JOIN ONLY %s src ON src.%I OPERATOR(pg_catalog.=) h.id::%s ORDER BY h.distance', s.source, s.pk_column, s.pk_type)
         USING set_slug, query, k, strategy, coarse_k, coarse_dim, filter;
 END
 $fn$;

@@ -29,6 +29,7 @@ from ..errors import PgmrlError
 MIN_PGVECTOR = (0, 7, 0)
 _LOCK_KEY = 0x6D726C  # advisory lock serialising concurrent installs
 _FUNCTION_KINDS = ("functions", "plpython", "dblink", "fallback")
+DBLINK_SCHEMA = "mrl_dblink"  # where pgmrl installs dblink, closed to PUBLIC (sql/dblink/085_http.sql says why)
 
 # Migrations edited after they landed (before checksums were recorded): the checksums of their earlier texts, which
 # a database installed then may carry. Their missing parts are added by the repair migrations named here. Never add
@@ -118,7 +119,8 @@ def build_script(vector_schema: str = "public", plpython: bool = False, dblink_s
         )
     functions = sorted(_files("functions") + _files(variant))
     for name, body in functions:
-        out.append(f"-- {name}\n" + body.replace("@vec@", vec).replace("@dblink@", dbl))
+        out.append(f"-- {name}\n" + body.replace("@vec@", vec).replace("@dblink@", dbl)
+                   .replace("@dblink_shared@", "false" if dblink_schema == DBLINK_SCHEMA else "true"))
     # Last: which function files this database now runs (schema_problem compares it with the code's).
     out.append(
         f"INSERT INTO mrl.install_record (functions_digest, pgmrl_version) "
@@ -170,7 +172,8 @@ def ensure_plpython(conn: psycopg.Connection) -> bool:
 
 
 def ensure_dblink(conn: psycopg.Connection) -> str | None:
-    """Creates dblink when the server has it and we may; its schema when it is there, else None."""
+    """Creates dblink, in its own schema closed to PUBLIC (mrl_dblink: installing pgmrl gives no role dblink), when
+    the server has it and we may; its schema when it is there, else None."""
     row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                        "WHERE e.extname = 'dblink'").fetchone()
     if row:
@@ -179,7 +182,10 @@ def ensure_dblink(conn: psycopg.Connection) -> str | None:
         return None
     try:
         with conn.transaction():
-            conn.execute("CREATE EXTENSION dblink")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {DBLINK_SCHEMA}")
+            conn.execute(f"REVOKE ALL ON SCHEMA {DBLINK_SCHEMA} FROM PUBLIC")
+            conn.execute(f"CREATE EXTENSION dblink SCHEMA {DBLINK_SCHEMA}")
+            conn.execute(f"REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {DBLINK_SCHEMA} FROM PUBLIC")
     except psycopg.errors.InsufficientPrivilege:
         return None  # the fallback functions say what is missing
     return ensure_dblink(conn)
