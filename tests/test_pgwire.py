@@ -4,6 +4,8 @@ authentication, errors, concurrency, SSL negotiation, TLS, and stop."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import shutil
 import socket
@@ -11,6 +13,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -96,6 +99,32 @@ def test_language():
     with pytest.raises(QueryError, match="unterminated"):
         split("SELECT 'abc")
     assert vector_text(np.array([0.1, -2.5e-6, 1.0], dtype=np.float32)) == "[0.1,-2.5e-06,1.0]"
+
+
+def test_string_literals():
+    """Standard strings take a backslash literally (standard_conforming_strings is on); E'...' has the escapes."""
+    def args(sql: str) -> tuple:
+        return classify(split(f"SELECT embedding FROM embed({sql})")[0]).args
+
+    assert args(r"'C:\Users\bob', 'query', 'a\\b\'") == ("C:\\Users\\bob", "query", "a\\\\b\\")
+    assert args(r"'it''s', 'query', '\n'") == ("it's", "query", "\\n")
+    assert args(r"E'C:\\Users\\bob', e'query', E'it\'s ''x''\n\t\\'") == ("C:\\Users\\bob", "query", "it's 'x'\n\t\\")
+    assert args(r"E'\x41\101\u00e9\U0001F600\ud83d\ude00\xc3\xa9\q\b\f\r', 'query', 'x'")[0] == "AAé😀😀éq\b\f\r"
+    for bad, sqlstate in ((r"E'abc\', 'query', 'x'", "42601"), (r"E'\x00', 'query', 'x'", "22021"),
+                          (r"E'\xff', 'query', 'x'", "22021"), (r"E'\ud800', 'query', 'x'", "22P02"),
+                          ("E'x', 'query', 'x", "42601")):
+        with pytest.raises(QueryError) as err:
+            args(bad)
+        assert err.value.sqlstate == sqlstate, bad
+
+
+def test_string_literals_end_to_end(endpoint, embedder, expected):
+    out = psql(endpoint.port, r"SELECT embedding FROM embed('all-minilm-l6-v2', 'query', 'C:\Users\bob')")
+    assert out.returncode == 0, out.stderr
+    assert cosine(parse_vector(out.stdout.strip()), embedder.encode(["C:\\Users\\bob"], "query")[0]) >= 0.999
+    out = psql(endpoint.port, r"SELECT embedding FROM embed(E'all-minilm-l6-v2', E'query', E'web\x20browser')")
+    assert out.returncode == 0, out.stderr
+    assert cosine(parse_vector(out.stdout.strip()), expected) >= 0.999
 
 
 def test_psql_simple_protocol(endpoint, expected, pg_dsn):
@@ -327,6 +356,145 @@ def test_dblink_through_serve(sidecar, dsn, expected):
         finally:
             conn.execute("RESET ROLE")
             conn.execute(f"DROP ROLE {role}")
+
+
+def stalled(port: int) -> socket.socket:
+    """A connection that starts SCRAM and then stops in the middle of its SASLInitialResponse (8000 bytes promised)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = b"user\0x\0database\0x\0\0"
+    s.sendall(struct.pack("!ii", len(body) + 8, 3 << 16) + body)
+    assert s.recv(1) == b"R"  # AuthenticationSASL
+    s.sendall(b"p" + struct.pack("!i", 8000))
+    return s
+
+
+def closed(s: socket.socket) -> bool:
+    """Whether the endpoint closed the connection (anything it still had to say is read and dropped)."""
+    s.settimeout(0.05)
+    try:
+        while s.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_startup_deadline_and_limits(pg_dsn, embedder):
+    """Unauthenticated connections have one deadline however slowly they trickle bytes, and a cap of their own:
+    they never take the authenticated sessions' slots (max_connections)."""
+    with PgWireServer(pg_dsn, Tokens({TOKEN: None}), port=0, startup_timeout=1.0, max_startup=6,
+                      max_connections=2) as server:
+        start = time.monotonic()
+        socks = [stalled(server.port) for _ in range(4)]
+        socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))  # says nothing at all
+        with psycopg.connect(conninfo(server.port), autocommit=True) as a, \
+                psycopg.connect(conninfo(server.port), autocommit=True) as b:
+            assert a.execute("SELECT 1").fetchone()[0] == b.execute("SELECT 1").fetchone()[0] == 1
+            with pytest.raises(psycopg.OperationalError, match="too many clients"):  # max_connections=2
+                psycopg.connect(conninfo(server.port))
+            socks.append(stalled(server.port))  # the 6th unauthenticated one: the cap is reached
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
+                reply = extra.recv(4096)
+            assert reply[:1] == b"E" and b"C53300\0" in reply
+        closed_at: dict[int, float] = {}
+        while len(closed_at) < len(socks) and time.monotonic() - start < 10:
+            for i, s in enumerate(socks):
+                if i not in closed_at:
+                    try:
+                        s.sendall(b"S")  # one byte at a time: a per-recv timeout would never fire
+                    except OSError:
+                        pass
+                    if closed(s):
+                        closed_at[i] = time.monotonic() - start
+            time.sleep(0.1)
+        assert len(closed_at) == len(socks), closed_at
+        assert min(closed_at.values()) >= 0.9 and max(closed_at.values()) < 4, closed_at
+        for s in socks:
+            s.close()
+        with psycopg.connect(conninfo(server.port), autocommit=True) as conn:  # nothing left counted
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+        assert server._pending == 0 and server._admitted == 1
+
+
+def test_accept_survives_failures(pg_dsn, embedder, monkeypatch, caplog):
+    """A thread that cannot start closes that connection only; EMFILE from accept() backs off instead of spinning;
+    the accept loop goes on."""
+    with PgWireServer(pg_dsn, Tokens({TOKEN: None}), port=0) as server:
+        real_start, failed = threading.Thread.start, []
+
+        def start(self: threading.Thread) -> None:
+            if self.name == "pgmrl-pgwire-session" and not failed:
+                failed.append(self)
+                raise RuntimeError("can't start new thread")
+            real_start(self)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            assert s.recv(100) == b""  # closed
+        assert failed
+        with psycopg.connect(conninfo(server.port), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+        class Flaky:  # the listener, out of descriptors three times
+            def __init__(self, real: socket.socket):
+                self.real, self.calls = real, 0
+
+            def accept(self):
+                self.calls += 1
+                if self.calls <= 3:
+                    raise OSError(errno.EMFILE, "Too many open files")
+                return self.real.accept()
+
+            def __getattr__(self, name: str):
+                return getattr(self.real, name)
+
+        flaky = Flaky(server._listener)
+        server._listener = flaky
+        with caplog.at_level(logging.WARNING, logger="pgmrl.sidecar.pgwire"), \
+                psycopg.connect(conninfo(server.port), autocommit=True) as conn:  # waits out the back-off
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+        assert flaky.calls == 4  # 0.1 + 0.2 + 0.4 s of back-off, not a busy loop
+        assert sum("cannot accept" in r.getMessage() for r in caplog.records) == 1
+        assert server._accepting.is_alive() and server._pending == 0
+
+
+def test_bad_config_and_internal_errors_are_not_log_spam(endpoint, monkeypatch, caplog):
+    with psycopg.connect(conninfo(endpoint.port), autocommit=True) as conn:
+        sql = "SELECT embedding FROM embed(%s, %s, %s)"
+        with caplog.at_level(logging.INFO, logger="pgmrl.sidecar.pgwire"):
+            for _ in range(3):
+                with pytest.raises(psycopg.errors.InvalidParameterValue, match="longer than 200"):
+                    conn.execute(sql, ("c" * 201, "query", "x"))
+                with pytest.raises(psycopg.errors.InvalidParameterValue, match="'query' or 'document'"):
+                    conn.execute(sql, (CONFIG, "q" * 10_000, "x"))
+            assert not caplog.records
+            marker = uuid.uuid4().hex
+
+            def broken(*args, **kwargs):
+                raise ValueError(f"model exploded {marker}")
+
+            monkeypatch.setattr("pgmrl.sidecar.pgwire.get_embedder", broken)
+            for _ in range(5):
+                with pytest.raises(psycopg.errors.InternalError_, match=f"model exploded {marker}"):
+                    conn.execute(sql, (CONFIG, "query", "x"))
+        assert len([r for r in caplog.records if marker in r.getMessage()]) == 1  # once, not per request
+        monkeypatch.undo()
+        assert conn.execute(sql, (CONFIG, "query", "works")).fetchone()[0].startswith("[")
+
+
+def test_idle_timeout(pg_dsn, embedder):
+    with PgWireServer(pg_dsn, Tokens({TOKEN: None}), port=0, auth="password", idle_timeout=0.5) as server:
+        with raw_session(server.port) as s:
+            s.sendall(msg(b"Q", b"SELECT 1\0"))
+            assert read_until_ready(s) == [b"T", b"D", b"C", b"Z"]
+            s.settimeout(5)
+            reply = b""
+            while chunk := s.recv(4096):  # within the idle timeout the endpoint says why and closes
+                reply += chunk
+        assert reply[:1] == b"E" and b"C57P05\0" in reply
+        assert server._admitted == 0
 
 
 def test_serve_options_follow_http_rules(dsn):

@@ -38,12 +38,14 @@ module (sessions, the server).
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import selectors
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,7 +68,11 @@ log = logging.getLogger("pgmrl.sidecar.pgwire")
 
 SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
 PROTOCOL_3_0 = 3 << 16
-STARTUP_TIMEOUT = 30.0  # seconds from accept to an authenticated session
+STARTUP_TIMEOUT = 10.0  # seconds from accept to an authenticated session: one deadline, however slow the bytes
+MAX_STARTUP_CONNECTIONS = 64  # connections not yet authenticated, counted apart from max_connections
+MAX_CONNECTIONS = 256  # authenticated sessions (the database holds one per backend that embeds)
+ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})  # accept() backs off
+MAX_CONFIG_NAME = 200  # characters
 CONFIG_TTL = 60.0  # seconds a looked-up embedding config is reused (as the HTTP app)
 
 
@@ -122,6 +128,7 @@ class Session:
     sock: socket.socket
     peer: str
     wire: Wire = field(init=False)
+    pending: bool = False  # counted against the server's max_startup (not yet authenticated)
     admitted: bool = False  # counted against the server's max_connections
     tx: str = "I"  # I idle, T in a transaction block, E in a failed one
     skipping: bool = False  # after an error in the extended protocol: discard messages until Sync
@@ -139,10 +146,16 @@ class Session:
                 self._loop()
         except QueryError as exc:  # an error that ends the connection (startup, authentication, protocol)
             self._send_fatal(exc)
+        except TimeoutError:  # the wire's deadline (socket.timeout is TimeoutError)
+            if self.admitted:
+                self._send_fatal(Fatal("57P05", "terminating connection due to idle-session timeout"))
+            else:
+                log.debug("pg endpoint: %s did not authenticate within %s s", self.peer, self.server.startup_timeout)
         except (Closed, OSError, EOFError):
             pass  # the client (or stop()) closed the connection; TLS errors are OSErrors
-        except Exception:
-            log.exception("pg endpoint: session with %s failed", self.peer)
+        except Exception as exc:
+            self.server.log_once(f"session: {type(exc).__name__}: {exc}", "pg endpoint: session with %s failed: %s",
+                                 self.peer, f"{type(exc).__name__}: {exc}")
             self._send_fatal(Fatal("XX000", "internal error in the pgmrl endpoint (see the sidecar's log)"))
         finally:
             try:
@@ -151,6 +164,7 @@ class Session:
                 pass
 
     def _send_fatal(self, exc: QueryError) -> None:
+        self.wire.deadline = time.monotonic() + 1.0  # a client that reads nothing does not keep the thread
         try:
             self.wire.send(error_message(exc, "FATAL"))
             self.wire.flush()
@@ -161,7 +175,6 @@ class Session:
 
     def _startup(self) -> dict[str, str] | None:
         """The startup packet's parameters after any TLS/GSS negotiation; None for a CancelRequest."""
-        self.sock.settimeout(STARTUP_TIMEOUT)
         self._direct_tls()
         negotiations = 0
         while True:
@@ -185,14 +198,19 @@ class Session:
 
     def _direct_tls(self) -> None:
         """libpq 17+ with sslnegotiation=direct starts TLS at once (first byte 0x16, a TLS handshake record)."""
-        if self.server.tls is None or self.sock.recv(1, socket.MSG_PEEK) != b"\x16":
+        if self.server.tls is None:
             return
+        self.wire.arm()
+        if self.sock.recv(1, socket.MSG_PEEK) != b"\x16":
+            return
+        self.wire.arm()  # the handshake runs under what is left of the deadline
         tls_sock = self.server.tls.wrap_socket(self.sock, server_side=True)
         self.sock = self.wire.sock = tls_sock
         if tls_sock.selected_alpn_protocol() != "postgresql":
             raise Closed  # PostgreSQL requires the ALPN of direct TLS; nothing can be said in the clear
 
     def _negotiate_tls(self, code: int) -> None:
+        self.wire.arm()
         if code == GSSENC_REQUEST or self.server.tls is None or isinstance(self.sock, ssl.SSLSocket):
             self.wire.sock.sendall(b"N")
             return
@@ -215,11 +233,12 @@ class Session:
 
     def _authenticate(self, params: dict[str, str]) -> None:
         user = params["user"]
-        if not self.server.admit(self):
-            raise Fatal("53300", "sorry, too many clients already")
         if not (self._scram() if self.server.auth == "scram-sha-256" else self._cleartext()):
             log.info("pg endpoint: password authentication failed for user %r from %s", user, self.peer)
             raise Fatal("28P01", f'password authentication failed for user "{user}"')
+        if not self.server.admit(self):  # only authenticated sessions take one of max_connections
+            raise Fatal("53300", "sorry, too many clients already")
+        self.wire.deadline = None
         self.sock.settimeout(None)
         self.wire.send(message(b"R", struct.pack("!i", 0)))  # AuthenticationOk
         reported = {**PARAMETERS, "application_name": params.get("application_name", ""),
@@ -261,7 +280,9 @@ class Session:
         handlers = {b"Q": self._simple, b"P": self._parse, b"B": self._bind, b"D": self._describe,
                     b"E": self._execute, b"C": self._close, b"H": self._flush, b"S": self._sync,
                     b"F": self._function_call}
+        idle = self.server.idle_timeout
         while True:
+            self.wire.deadline = time.monotonic() + idle if idle else None  # the next message, whole, by then
             kind, data = self.wire.message()
             if kind == b"X":
                 return
@@ -455,24 +476,46 @@ def formats(codes: list[int], n: int) -> list[int]:
     return codes
 
 
+def keepalive(sock: socket.socket) -> None:
+    """TCP keepalive after a minute idle, six probes 10 s apart: a peer that vanished ends its session."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 # ---- the server -------------------------------------------------------------------------------------------------
 
 class PgWireServer:
     """The endpoint: start() binds and serves in threads, stop() closes the listener and every session.
 
-    `configs` may be the HTTP app's config cache (name -> (time, EmbeddingConfig)), so both see the same configs."""
+    `configs` may be the HTTP app's config cache (name -> (time, EmbeddingConfig)), so both see the same configs.
+
+    Limits, so that clients without the token cannot take what the database needs: a connection has
+    `startup_timeout` seconds from accept to an authenticated session (one wall-clock deadline for TLS, startup and
+    authentication, however slowly the bytes come); at most `max_startup` connections are unauthenticated at a time
+    (more are refused at once with 53300), apart from the `max_connections` authenticated sessions, so they cannot
+    take those. No per-address limit: the database connects from one address, one connection per backend.
+    `idle_timeout` (seconds, None: never) closes an authenticated session that sends nothing for that long with
+    57P05, as PostgreSQL's idle_session_timeout; off by default because a dblink connection the server closed fails
+    its next query once. TCP keepalive ends sessions whose peer vanished (a host that went away without a FIN)."""
 
     def __init__(self, dsn: str, tokens: Tokens, metrics: Metrics | None = None, *, host: str = "127.0.0.1",
                  port: int = 8766, tls: ssl.SSLContext | None = None, device: str | None = None,
-                 configs: dict[str, tuple[float, EmbeddingConfig]] | None = None, max_connections: int = 100,
-                 auth: str = "scram-sha-256"):
+                 configs: dict[str, tuple[float, EmbeddingConfig]] | None = None,
+                 max_connections: int = MAX_CONNECTIONS, auth: str = "scram-sha-256",
+                 max_startup: int = MAX_STARTUP_CONNECTIONS, startup_timeout: float = STARTUP_TIMEOUT,
+                 idle_timeout: float | None = None):
         if auth not in ("scram-sha-256", "password"):
             raise PgmrlError(f"auth must be 'scram-sha-256' or 'password', not {auth!r}")
         self.dsn, self.tokens, self.metrics = dsn, tokens, metrics or Metrics()
         self.auth, self.scram = auth, Verifier(tokens)
         self.host, self.port, self.tls, self.device = host, port, tls, device
         self.configs = configs if configs is not None else {}
-        self.max_connections = max_connections
+        self.max_connections, self.max_startup = max_connections, max_startup
+        self.startup_timeout, self.idle_timeout = startup_timeout, idle_timeout
+        self._pending = 0
+        self._logged: dict[str, float] = {}  # log_once: key -> when last logged
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -486,6 +529,7 @@ class PgWireServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             self._listener = socket.create_server((self.host, self.port), family=family, backlog=128)
+            self._listener.setblocking(False)  # a connection gone between select() and accept() blocks nothing
         except OSError as exc:
             raise PgmrlError(f"the PostgreSQL-protocol endpoint could not listen on {self.host}:{self.port} "
                              f"({exc.strerror or exc}). Choose --pg-port.") from None
@@ -523,23 +567,79 @@ class PgWireServer:
         self.stop()
 
     def _accept_loop(self) -> None:
+        """Accepts until stop(), whatever fails: out of descriptors or memory it backs off (up to 1 s) instead of
+        spinning on a listener that stays readable; a connection that cannot be set up is closed."""
         assert self._listener is not None
+        backoff = 0.0
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             while not self._stopping.is_set():
-                if not selector.select(0.2):
-                    continue
                 try:
-                    sock, address = self._listener.accept()
-                except OSError:
-                    continue
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                session = Session(self, sock, f"{address[0]}:{address[1]}")
-                thread = threading.Thread(target=self._serve, args=(session,), name="pgmrl-pgwire-session",
-                                          daemon=True)
+                    if not selector.select(0.2):
+                        continue
+                    try:
+                        sock, address = self._listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_ERRNOS:
+                            continue  # EAGAIN, ECONNABORTED: that connection is gone
+                        if not backoff:  # once an episode, and a flapping limit once in 10 minutes
+                            self.log_once(f"accept: {exc.errno}", "pg endpoint: cannot accept connections (%s); "
+                                          "backing off", exc.strerror or exc)
+                        backoff = min(1.0, backoff * 2 or 0.1)
+                        self._stopping.wait(backoff)
+                        continue
+                    if backoff:
+                        log.debug("pg endpoint: accepting connections again")
+                        backoff = 0.0
+                    self._start_session(sock, f"{address[0]}:{address[1]}")
+                except Exception as exc:  # never ends the loop (nothing would accept again)
+                    self.log_once(f"accept: {type(exc).__name__}: {exc}", "pg endpoint: the accept loop: %s", exc)
+                    self._stopping.wait(0.1)
+
+    def _start_session(self, sock: socket.socket, peer: str) -> None:
+        """A thread for a new connection, counted as unauthenticated; refused past max_startup; the socket closed
+        if the thread cannot start."""
+        session: Session | None = None
+        try:
+            with self._lock:
+                full = self._pending >= self.max_startup
+            if full:
+                self._refuse(sock)
+                return
+            sock.settimeout(self.startup_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keepalive(sock)
+            session = Session(self, sock, peer)
+            session.wire.deadline = time.monotonic() + self.startup_timeout
+            thread = threading.Thread(target=self._serve, args=(session,), name="pgmrl-pgwire-session", daemon=True)
+            with self._lock:
+                self._pending += 1
+                session.pending = True
+                self._sessions[session] = thread
+            thread.start()
+        except Exception as exc:
+            if session is not None:
                 with self._lock:
-                    self._sessions[session] = thread
-                thread.start()
+                    if self._sessions.pop(session, None) is not None and session.pending:
+                        self._pending -= 1
+                        session.pending = False
+            try:
+                sock.close()
+            except OSError:
+                pass
+            self.log_once(f"setup: {type(exc).__name__}: {exc}", "pg endpoint: cannot serve the connection from %s "
+                          "(%s: %s); it is closed", peer, type(exc).__name__, exc)
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """53300 without reading the startup packet (as PostgreSQL's postmaster when it cannot start a backend)."""
+        self.log_once("refused", "pg endpoint: %d connections are authenticating; refusing more", self.max_startup)
+        try:
+            sock.setblocking(False)
+            sock.send(error_message(Fatal("53300", "sorry, too many clients already"), "FATAL"))
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
     def _serve(self, session: Session) -> None:
         try:
@@ -547,23 +647,50 @@ class PgWireServer:
         finally:
             with self._lock:
                 self._sessions.pop(session, None)
+                if session.pending:
+                    self._pending -= 1
+                    session.pending = False
                 if session.admitted:
                     self._admitted -= 1
+                    session.admitted = False
 
     def admit(self, session: Session) -> bool:
-        """Counts an authenticating session; False past max_connections."""
+        """Moves an authenticated session from the unauthenticated count to max_connections; False when full."""
         with self._lock:
+            if session.pending:
+                self._pending -= 1
+                session.pending = False
             if self._admitted >= self.max_connections:
                 return False
             self._admitted += 1
             session.admitted = True
             return True
 
+    def log_once(self, key: str, msg: str, *args: object) -> None:
+        """Logs a warning once per distinct key and then at most every 10 minutes (errors a client can repeat
+        must not fill the log); the first of a kind with its traceback when there is one."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._logged.get(key[:300])
+            if last is not None and now - last < 600:
+                return
+            if len(self._logged) >= 256:  # many distinct messages: one line a minute for all of them
+                key, last = "(more)", self._logged.get("(more)")
+                if last is not None and now - last < 60:
+                    return
+            first = last is None
+            self._logged[key[:300]] = now
+        log.warning(msg, *args, exc_info=first and sys.exc_info()[0] is not None)
+
     # -- the one real statement
 
     def embed(self, config: str | None, kind: str | None, text: str | None) -> str:
         if config is None or kind is None or text is None:
             raise QueryError("22004", "the arguments of embed() may not be NULL")
+        if len(config) > MAX_CONFIG_NAME:
+            raise QueryError("22023", f"the config name is longer than {MAX_CONFIG_NAME} characters")
+        if "\0" in config:
+            raise QueryError("22021", 'invalid byte sequence for encoding "UTF8": 0x00')
         if kind not in ("query", "document"):
             raise QueryError("22023", f"kind must be 'query' or 'document', not {kind[:50]!r}")
         if not text:
@@ -577,15 +704,16 @@ class PgWireServer:
                              exc.diag.message_hint) from None
         except PgmrlError as exc:
             raise QueryError("58000", str(exc)) from None
-        except Exception as exc:
-            log.exception("pg endpoint: embedding with config %s failed", config)
-            raise QueryError("XX000", f"embedding failed: {exc}") from None
+        except QueryError:
+            raise
+        except Exception as exc:  # once per distinct error, not a traceback per request
+            self.log_once(f"embed: {type(exc).__name__}: {exc}", "pg endpoint: embedding with config %r failed: %s: %s",
+                          config[:MAX_CONFIG_NAME], type(exc).__name__, exc)
+            raise QueryError("XX000", f"embedding failed: {type(exc).__name__}: {str(exc)[:500]}") from None
         self.metrics.embed_request()
         return vector_text(vector)
 
     def _config(self, name: str) -> EmbeddingConfig:
-        if len(name) > 200:
-            raise QueryError("22023", "the config name is longer than 200 characters")
         hit = self.configs.get(name)
         if hit and time.monotonic() - hit[0] < CONFIG_TTL:
             return hit[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 from .pgwire_sql import INT4_OID, QueryError
 from .state import MAX_TEXT
@@ -101,10 +102,23 @@ class Wire:
         self.sock = sock
         self.buf = bytearray()
         self.out = bytearray()
+        self.deadline: float | None = None  # time.monotonic() by which every read and write must be done (None: none)
+
+    def arm(self) -> None:
+        """Sets the socket's timeout to what is left before the deadline: a wall-clock limit however slowly the
+        client trickles bytes (a per-recv timeout alone would let one byte every few seconds hold the connection).
+        TimeoutError (an OSError) once it has passed."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the connection's deadline passed")
+        self.sock.settimeout(left)
 
     def _fill(self, n: int) -> None:
         while len(self.buf) < n:
             self.flush()
+            self.arm()
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise Closed
@@ -135,4 +149,5 @@ class Wire:
     def flush(self) -> None:
         if self.out:
             data, self.out = bytes(self.out), bytearray()
+            self.arm()
             self.sock.sendall(data)

@@ -2,7 +2,8 @@
 
     SELECT embedding FROM embed('<config>', 'query' | 'document', '<text>')
 
-(keywords in any case, standard SQL string literals with '' for a quote, `$1`..`$n` in place of any literal over
+(keywords in any case, standard SQL string literals with '' for a quote and a backslash taken literally, as with
+standard_conforming_strings on; escape strings E'...' with PostgreSQL's backslash escapes; `$1`..`$n` in place of any literal over
 the extended protocol, an optional `::text` after an argument, `*` for `embedding`), and what clients send on their
 own (SET/RESET, SHOW of a reported parameter, BEGIN/COMMIT/ROLLBACK, DISCARD, DEALLOCATE, SELECT 1,
 SELECT version(), an empty query), which are answered without effect. Anything else is a syntax error (42601)
@@ -71,6 +72,8 @@ class Token:
 _TOKENS = re.compile(r"""
       (?P<space>\s+|--[^\n]*|/\*.*?\*/)
     | (?P<string>'(?:[^']|'')*')
+    | (?P<estring>[Ee]'(?:[^'\\]|''|\\.)*')
+    | (?P<eopen>[Ee]')
     | (?P<ident>"(?:[^"]|"")*")
     | (?P<param>\$[0-9]+)
     | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
@@ -87,8 +90,12 @@ def tokenize(sql: str) -> list[Token]:
         kind, text = m.lastgroup or "other", m.group()
         if kind == "open":
             raise QueryError("42601", f"unterminated {'comment' if text == '/*' else 'quoted string'} in the query")
+        if kind == "eopen":
+            raise QueryError("42601", "unterminated quoted string in the query")
         if kind == "string":
             value = text[1:-1].replace("''", "'")
+        elif kind == "estring":
+            kind, value = "string", unescape(text[2:-1])
         elif kind == "ident":
             value = text[1:-1].replace('""', '"')
         elif kind == "word":
@@ -97,6 +104,61 @@ def tokenize(sql: str) -> list[Token]:
             value = text
         out.append(Token(kind, text, value))
     return out
+
+
+_ESCAPES = re.compile(r"''|\\(?:[0-7]{1,3}|x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|[uU]|.)", re.S)
+_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def unescape(body: str) -> str:
+    """The value of an escape string E'<body>' as PostgreSQL reads it: '' and \\' a quote; \\b \\f \\n \\r \\t;
+    \\ooo (octal) and \\xhh (hex) bytes, which together must be UTF-8; \\uXXXX and \\UXXXXXXXX code points (surrogate
+    pairs joined); any other character after a backslash is itself."""
+    out = bytearray()
+    pos = 0
+    high: int | None = None  # a high surrogate waiting for its low half
+    for m in _ESCAPES.finditer(body):
+        if high is not None and (m.start() > pos or m.group()[:2] not in ("\\u", "\\U")):
+            raise QueryError("22P02", "invalid Unicode surrogate pair")
+        out += body[pos:m.start()].encode()
+        pos = m.end()
+        esc = m.group()
+        if esc == "''":
+            out += b"'"
+            continue
+        c = esc[1]
+        if c in "01234567":
+            out.append(int(esc[1:], 8) & 0xFF)
+        elif c == "x" and len(esc) > 2:
+            out.append(int(esc[2:], 16))
+        elif c in "uU":
+            if len(esc) == 2:
+                raise QueryError("22025", "invalid Unicode escape", "Unicode escapes must be \\uXXXX or \\UXXXXXXXX.")
+            code = int(esc[2:], 16)
+            if 0xD800 <= code <= 0xDBFF and high is None:
+                high = code
+                continue
+            if high is not None:
+                if not 0xDC00 <= code <= 0xDFFF:
+                    raise QueryError("22P02", "invalid Unicode surrogate pair")
+                code, high = 0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00), None
+            elif 0xDC00 <= code <= 0xDFFF or code > 0x10FFFF:
+                raise QueryError("22P02", "invalid Unicode surrogate pair" if code <= 0xDFFF else
+                                 "invalid Unicode escape value")
+            if code == 0:
+                raise QueryError("22021", 'invalid byte sequence for encoding "UTF8": 0x00')
+            out += chr(code).encode()
+        else:
+            out += _SIMPLE_ESCAPES.get(c, c).encode()
+    if high is not None:
+        raise QueryError("22P02", "invalid Unicode surrogate pair")
+    out += body[pos:].encode()
+    if 0 in out:
+        raise QueryError("22021", 'invalid byte sequence for encoding "UTF8": 0x00')
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QueryError("22021", 'invalid byte sequence for encoding "UTF8"') from None
 
 
 def split(sql: str) -> list[list[Token]]:
