@@ -63,7 +63,13 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> dict[str, i
         if target is not None:
             out[target] = min(line, out.get(target, line))
 
+    # imports under `if TYPE_CHECKING:` never run: type annotations may name a module that imports this one
+    type_only = {id(n) for node in ast.walk(tree)
+                 if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                 for stmt in node.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(_existing(alias.name, modules), node.lineno)
