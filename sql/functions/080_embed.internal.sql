@@ -70,3 +70,24 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+
+-- The query vector of a text search: a vector written as text is that vector; words are embedded with the set's
+-- model and query prefix (through the sidecar).
+CREATE OR REPLACE FUNCTION mrl_internal._query_vector(set_slug text, query text)
+RETURNS @vec@.vector
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v @vec@.vector := mrl_internal._vector_text(query);
+BEGIN
+    IF v IS NULL THEN
+        IF query IS NULL OR btrim(query) = '' THEN
+            RAISE EXCEPTION 'query is NULL or empty' USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the words to search for, or a query vector.';
+        END IF;
+        v := mrl.embed(query, (mrl_internal._set(set_slug)).config, 'query');
+    END IF;
+    RETURN v;
+END
+$fn$;

@@ -39,15 +39,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v @vec@.vector := mrl_internal._vector_text(query);
+    v @vec@.vector := mrl_internal._query_vector(set_slug, query);
 BEGIN
-    IF v IS NULL THEN
-        IF query IS NULL OR btrim(query) = '' THEN
-            RAISE EXCEPTION 'query is NULL or empty' USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass the words to search for, or a query vector.';
-        END IF;
-        v := mrl.embed(query, (mrl_internal._set(set_slug)).config, 'query');
-    END IF;
     RETURN QUERY SELECT * FROM mrl.search(set_slug, v, k, strategy, coarse_k, coarse_dim, filter);
 END
 $fn$;
@@ -90,15 +83,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    v @vec@.vector := mrl_internal._vector_text(query);
+    v @vec@.vector := mrl_internal._query_vector(set_slug, query);
 BEGIN
-    IF v IS NULL THEN
-        IF query IS NULL OR btrim(query) = '' THEN
-            RAISE EXCEPTION 'query is NULL or empty' USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass the words to search for, or a query vector.';
-        END IF;
-        v := mrl.embed(query, (mrl_internal._set(set_slug)).config, 'query');
-    END IF;
     RETURN QUERY SELECT * FROM mrl.search_rows(source, set_slug, v, k, strategy, coarse_k, coarse_dim, filter);
 END
 $fn$;

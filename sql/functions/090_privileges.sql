@@ -72,7 +72,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._check_columns(regclass, name[], text), mrl_internal._text_expr(regclass, text),
     mrl_internal._check_readable(regclass),
     mrl_internal._check_source(regclass), mrl_internal._may_see(regclass, oid), mrl_internal._owns(oid),
-    mrl_internal._vector_text(text), mrl_internal._trusted_object(oid, oid), mrl_internal._vectors_problem(regclass), mrl_internal._policies_tampered(regclass),
+    mrl_internal._vector_text(text), mrl_internal._query_vector(text, text), mrl_internal._trusted_object(oid, oid), mrl_internal._vectors_problem(regclass), mrl_internal._policies_tampered(regclass),
     mrl_internal._planner_code(regclass, bool), mrl_internal._read_unsafe(regclass), mrl_internal._source_problem(regclass), mrl_internal._owns_set(int),
     mrl_internal._tables_problem(mrl.embedding_sets), mrl_internal._check_tables(mrl.embedding_sets),
     mrl_internal._trigger_set(text, oid, name, text, text, text, regproc),
