@@ -17,6 +17,7 @@ not this code's.
 from __future__ import annotations
 
 import hashlib
+from functools import cache, lru_cache
 from importlib import resources
 
 import psycopg
@@ -43,10 +44,11 @@ HISTORICAL_CHECKSUMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _files(kind: str) -> list[tuple[str, str]]:
+@cache  # read once per process: every CLI command and worker (re)connect checks the schema
+def _files(kind: str) -> tuple[tuple[str, str], ...]:
     folder = resources.files("pgmrl.schema") / "sql" / kind
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+    return tuple((name, (folder / name).read_text(encoding="utf-8")) for name in names)
 
 
 def checksum(text: str) -> str:
@@ -56,9 +58,10 @@ def checksum(text: str) -> str:
 
 def migrations() -> list[tuple[str, str]]:
     """(name, text) of every migration, in the order they run."""
-    return _files("migrations")
+    return list(_files("migrations"))
 
 
+@lru_cache(maxsize=1)
 def functions_digest() -> str:
     """sha256 over the names and texts of every function file (all variants): what mrl.install_record holds after
     an install by this code, whatever the vector schema and plpython3u."""
