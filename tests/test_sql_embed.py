@@ -156,3 +156,24 @@ def test_texts_with_quotes_and_backslashes_arrive_intact(plpython, client, sidec
     for text in ["C:\\Users\\bob", "it's 'quoted'", 'printf("hello\\n");', "E'not an escape\\' string"]:
         emb = to_numpy(conn.execute("SELECT mrl.embed(%s)", (text,)).fetchone()[0])
         assert cosine(emb, embedder.encode([text], "query")[0]) >= 0.999, text
+
+
+def test_an_ordinary_role_cannot_point_sql_at_another_sidecar(client, dsn):
+    """configure_sidecar / configure_sidecar_pg are callable by PUBLIC, but only the schema's owner may write
+    mrl.settings: an ordinary role cannot send everyone's texts (and the token) to an address of its choosing."""
+    import uuid
+
+    from helpers import login_dsn
+
+    role, password = f"mal_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    client.conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        with psycopg.connect(login_dsn(dsn, role, password), autocommit=True) as mal:
+            for sql in ("SELECT mrl.configure_sidecar('http://10.9.9.9:1', 'x')",
+                        "SELECT mrl.configure_sidecar_pg('10.9.9.9', 1)"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    mal.execute(sql)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                mal.execute("SELECT value FROM mrl.settings")
+    finally:
+        client.conn.execute(f"DROP ROLE {role}")
