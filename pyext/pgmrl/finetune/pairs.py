@@ -5,7 +5,8 @@ Without an LLM, queries are cut from the documents themselves, one per method in
   keyphrase  the document's most distinctive run of content words (TF-IDF over the set)
   salient    the sentence with the most distinctive words after the first, shortened
   span       a short window of words around the document's most distinctive word
-With an OpenAI-compatible chat endpoint (`llm_url`), the model writes the queries instead.
+With an OpenAI-compatible chat endpoint (`llm_url`), the model writes the queries instead. Best of all, when the table
+holds them, real pairs: the query side from the row's own column (a title, a subject, a summary; column_pairs).
 Pairs are split into train/validation by document (a document's pairs are all on one side).
 """
 
@@ -168,20 +169,49 @@ def make_pairs(ids: Sequence[str], docs: Sequence[str], queries_per_doc: int, va
     return pairs
 
 
-def no_duplicate_batches(pairs: Sequence[tuple[str, str, str]], batch_size: int, seed: int = 0) -> list[list]:
-    """Shuffled batches of (doc_id, query, doc) in which no document appears twice: with in-batch negatives a
-    repeated document would be a false negative."""
+def _normalised(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def column_pairs(ids: Sequence[str], docs: Sequence[str], queries: Sequence[str | None], validation_share: float,
+                 max_docs_per_query: int = 1) -> tuple[list[Pair], dict[str, int]]:
+    """One pair per row whose query comes from its own column. Dropped (and counted by reason): an empty query; one
+    that is the document's own beginning (nothing to learn); one shared by more than max_docs_per_query documents
+    (e.g. "transitional package": a pair that says one of them is the answer teaches the others are not)."""
+    if max_docs_per_query < 1:
+        raise PgmrlError("max_docs_per_query must be at least 1")
+    normed = [_normalised(q or "") for q in queries]
+    docs_per_query = Counter(n for n in normed if n)
+    pairs: list[Pair] = []
+    dropped = {"empty": 0, "document_start": 0, "shared": 0}
+    for doc_id, doc, query, n in zip(ids, docs, queries, normed):
+        if not n:
+            dropped["empty"] += 1
+        elif _normalised(doc).startswith(n):
+            dropped["document_start"] += 1
+        elif docs_per_query[n] > max_docs_per_query:
+            dropped["shared"] += 1
+        else:
+            assert query is not None
+            pairs.append(Pair(str(doc_id), " ".join(query.split()), split_of(str(doc_id), validation_share), "column"))
+    return pairs, dropped
+
+
+def no_duplicate_batches(pairs: Sequence[tuple], batch_size: int, seed: int = 0) -> list[list]:
+    """Shuffled batches of (doc_id, query, doc[, negative ids, negative docs]) in which no document appears twice,
+    as a positive or as a hard negative: with in-batch negatives a repeated document would be a false negative."""
     rng = np.random.default_rng(seed)
     pending = [pairs[i] for i in rng.permutation(len(pairs))]
     batches = []
     while pending:
-        batch: list[tuple[str, str, str]] = []
+        batch: list[tuple] = []
         used: set[str] = set()
-        rest: list[tuple[str, str, str]] = []
+        rest: list[tuple] = []
         for p in pending:
-            if len(batch) < batch_size and p[0] not in used:
+            docs = {p[0], *(p[3] if len(p) > 3 else ())}
+            if len(batch) < batch_size and not docs & used:
                 batch.append(p)
-                used.add(p[0])
+                used |= docs
             else:
                 rest.append(p)
         if len(batch) < 2:
