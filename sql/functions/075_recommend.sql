@@ -24,7 +24,7 @@ AS $fn$
         (5, coalesce(storage, false), 'nomic-embed-text-v1.5', 'mxbai-embed-large-v1'::text, 128::int, false,
          'storage matters: an MRL model keeps most of its quality truncated; nomic 768 -> 128 dims stores 1/6 of the floats (0.5 GB instead of 3.0 GB per 1M documents)'),
         (6, coalesce(domain, false), 'gte-large-en-v1.5', 'e5-mistral-7b'::text, NULL::int, true,
-         'domain-specific vocabulary: fine-tune a base model on your documents, but only if the baseline Recall@10 on your validation pairs is below 60%'),
+         'domain-specific vocabulary: fine-tune a base model on your documents when the baseline Recall@10 on your validation pairs is below 60%, or when a fine-tuned model beats the base model with its rotation at your coarse dimension on held-out real queries'),
         (7, true, 'bge-large-en-v1.5', 'e5-mistral-7b'::text, NULL::int, false,
          'general English retrieval without special constraints: a strong general model')
     ) t(rank, applies, config, alternative, truncate_dim, fine_tune, reason)

@@ -86,8 +86,9 @@ def recommend(llm_rerank, storage, domain, multilingual, code, speed, as_json):
     if r.alternative:
         click.echo(f"alternative: {r.alternative}")
     if r.fine_tune:
-        click.echo("then: `pgmrl finetune generate` pairs from your set, and `pgmrl finetune train` if the "
-                   "baseline Recall@10 is below 60%")
+        click.echo("then: `pgmrl finetune generate` pairs from your set (real ones with --query-column when the "
+                   "table has titles or summaries), and `pgmrl finetune train`: it trains when the baseline "
+                   "Recall@10 is below 60% (or, on real pairs, as a trial) and switches only on a measured win")
     if m:
         dims = r.truncate_dim or m.dims
         click.echo(f"storage per 1M documents: {guide.guide_gb(m.dims, 1_000_000):.1f} GB full"
