@@ -743,3 +743,19 @@ def test_long_keys_never_stop_the_queue(shared, roles):
         w.execute("INSERT INTO public.docs VALUES (2000, 'another set''s new row', 's')")
     drained(shared, roles)
     check_invariant(conn, "bk", "body", "public.bk")
+
+
+def test_finetune_pairs_and_vectors_follow_the_source_privileges(shared, roles):
+    with roles.sql("bob") as b:  # may not read public.docs: the set does not exist for him
+        refused(b, "SELECT * FROM mrl.set_document_pairs('docs', 'secret')", "42704")
+        refused(b, "SELECT * FROM mrl.set_embeddings('docs', ARRAY['1'])", "42704")
+    with roles.sql("mal") as m:
+        m.execute("CREATE FUNCTION mal.leak(t text) RETURNS text LANGUAGE sql AS 'SELECT t'")
+        m.execute("GRANT USAGE ON SCHEMA mal TO PUBLIC")  # the reader could call it: the check must still refuse
+    with roles.sql("reader") as r:
+        rows = r.execute("SELECT id, query FROM mrl.set_document_pairs('docs', 'upper(secret)')").fetchall()
+        assert len(rows) == 60 and rows[0][1].startswith("SECRET-")
+        assert len(r.execute("SELECT * FROM mrl.set_embeddings('docs', ARRAY['1', '2', '999'])").fetchall()) == 2
+        refused(r, "SELECT * FROM mrl.set_document_pairs('docs', '(SELECT s FROM public.secrets)')", "22023",
+                match="refused")
+        refused(r, "SELECT * FROM mrl.set_document_pairs('docs', 'mal.leak(body)')", "22023")
