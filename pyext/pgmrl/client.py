@@ -216,9 +216,11 @@ class Client:
         out += [name for kind, name in (("binary", "binary_two_stage"), ("full", "hnsw")) if kind in kinds]
         return out
 
-    def evaluate(self, slug: str, queries, strategies: Sequence[str] | None = None, progress=None):
+    def evaluate(self, slug: str, queries, strategies: Sequence[str] | None = None, progress=None,
+                 lexical: bool = False):
         """Recall@1/10/100, MRR@10, nDCG@10, agreement@10 with exact and latency per strategy, for an
-        evaluate.QuerySet (texts are embedded with the set's model)."""
+        evaluate.QuerySet (texts are embedded with the set's model). lexical: also the full-text words alone
+        ('text') and hybrid search ('hybrid', with the set's default dense strategy), when every query has text."""
         from . import evaluate
 
         strategies = list(strategies or self.strategies(slug))
@@ -230,11 +232,18 @@ class Client:
             emb = get_embedder(self.set_config(slug), device=self.device)
             for i, v in zip(missing, emb.encode([queries.texts[i] for i in missing], kind="query")):
                 vectors[i] = v
+        if lexical and all(isinstance(t, str) and t.strip() for t in queries.texts):
+            strategies += [s for s in evaluate.LEXICAL if s not in strategies]
 
         def search(q, strategy):
-            return [r[0] for r in self.search(slug, q, 100, strategy)]
+            vector, text = q
+            if strategy == "text":
+                return [r[0] for r in self.search(slug, text, 100, mode="text")]
+            if strategy == "hybrid":
+                return [r["id"] for r in self.hybrid_search(slug, text, 100, vector=vector)]
+            return [r[0] for r in self.search(slug, vector, 100, strategy)]
 
-        runs, lat = evaluate.run_strategies(search, vectors, strategies, progress)
+        runs, lat = evaluate.run_strategies(search, list(zip(vectors, queries.texts)), strategies, progress)
         return evaluate.score(runs, queries.relevant, lat)
 
     def run_worker(self, once: bool = True, **kwargs) -> int:
