@@ -9,6 +9,7 @@ query vectors); the right answer is the long document that contains the package:
   none        one vector per row (today's behaviour): the model reads the first 256 tokens only
   tokens      token windows of 256 tokens (the model's window, [CLS]/[SEP] counted), 32 shared by neighbours
   paragraphs  whole descriptions/sentences packed into chunks of at most 256 tokens
+  tokens-128, paragraphs-128   the same with chunks of at most 128 tokens
 
 Two query groups per document: the package at the start, and the first package that starts past the model's
 window (its first token after token 254). Reports Recall@10 and MRR@10 for both groups, their gap, the chunks
@@ -31,7 +32,9 @@ from pgmrl import Client, evaluate
 from pgmrl.embedding import get_embedder
 
 SETS = {"none": None, "tokens": {"method": "tokens", "size": 256, "overlap": 32},
-        "paragraphs": {"method": "paragraphs", "size": 256}}
+        "paragraphs": {"method": "paragraphs", "size": 256},
+        "tokens-128": {"method": "tokens", "size": 128, "overlap": 32},
+        "paragraphs-128": {"method": "paragraphs", "size": 128}}
 
 
 def main() -> None:
@@ -41,6 +44,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=6, help="Descriptions per long document")
     ap.add_argument("--pool", type=int, default=20000, help="Corpus records to draw descriptions from")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--sets", default=",".join(SETS), help="Which of: " + ", ".join(SETS))
     ap.add_argument("--json", help="Write the results here")
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -74,8 +78,9 @@ def main() -> None:
             for d, t in enumerate(texts):
                 cp.write_row((d + 1, t))
         results = {}
-        for name, cut in SETS.items():
-            slug = f"long_{name}"
+        for name in args.sets.split(","):
+            cut = SETS[name]
+            slug = "long_" + name.replace("-", "_")
             if c.set_exists(slug):
                 c.drop_set(slug)
             c.create_set(slug, slug, "long_docs", "body", chunking=cut)

@@ -7,8 +7,9 @@ into a set (128-d rotation, the quickstart's settings) whose text is the long de
 sets against it (the right answer: the query's own document):
 
   plain   the corpus' real queries: a package's one-line summary (no name), e.g. "tool to compress files"
-  name    queries holding a rare identifying word: "<package name> <summary>", for packages whose name appears in
+  name    queries that are a rare identifying word: the package name alone, for packages whose name appears in
           their own description and in at most 3 descriptions of the set (what a user who knows the name types)
+  name+summary  the same packages, "<package name> <summary>"
 
 For each: Recall@10 and nDCG@10 of dense, text and hybrid (rrf_k 60, equal weights), and hybrid minus dense.
 
@@ -21,8 +22,6 @@ import json
 import random
 import re
 import time
-
-import numpy as np
 
 from corpus import database, vectors
 from corpus import records as load_records
@@ -72,12 +71,13 @@ def main() -> None:
               f"{len(plain)} plain and {len(named)} name queries")
         emb = None
         results = {}
-        for kind, idx in (("plain", plain), ("name", named)):
+        for kind, idx in (("plain", plain), ("name", named), ("name+summary", named)):
             if kind == "plain":
                 texts = [records[i]["query"] for i in idx]
                 qv = [qvecs[i] for i in idx]
             else:
-                texts = [f'{records[i]["id"]} {records[i]["query"]}' for i in idx]
+                texts = [records[i]["id"] if kind == "name" else f'{records[i]["id"]} {records[i]["query"]}'
+                         for i in idx]
                 if emb is None:
                     from pgmrl.embedding import get_embedder
                     emb = get_embedder(c.set_config("hy"))

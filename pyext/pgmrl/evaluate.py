@@ -16,9 +16,9 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,9 +142,10 @@ def run_strategies(search: Callable[[Any, str], list[str]], queries: Iterable[An
 
 
 def format_table(results: list[StrategyResult]) -> str:
-    cols = ["strategy"] + list(results[0].metrics) if results else ["strategy"]
-    rows = [[r.strategy] + [f"{v:.4f}" if not k.endswith("_ms") else f"{v:.2f}" for k, v in r.metrics.items()]
-            for r in results]
+    keys = list(dict.fromkeys(k for r in results for k in r.metrics))  # (text and hybrid have no agreement@10)
+    cols = ["strategy"] + keys
+    rows = [[r.strategy] + ["-" if k not in r.metrics else f"{r.metrics[k]:.2f}" if k.endswith("_ms")
+                            else f"{r.metrics[k]:.4f}" for k in keys] for r in results]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
     return "\n".join([line, "  ".join("-" * w for w in widths)] +

@@ -24,6 +24,9 @@ DECLARE
     found_ bigint;
     total bigint;
 BEGIN
+    IF s.chunking IS NULL THEN
+        RAISE EXCEPTION 'embedding set "%" is not chunked', s.slug USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM mrl_internal._check_query(s, query, k);
     PERFORM mrl_internal._check_strategy(strat);
     ck := mrl_internal._candidates(s, strat, k, coarse_k);
