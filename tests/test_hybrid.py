@@ -94,3 +94,35 @@ def test_language_per_set(client, corpus, embedder):
     with pytest.raises(psycopg.errors.UndefinedObject):
         client.conn.execute("SELECT mrl.create_embedding_set('S', 'bad_docs', 'docs', 'body', "
                             "text_search_config => 'klingon')")
+
+
+def test_cli_and_rest(hybrid, dsn, embedder):
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from pgmrl.cli import cli
+    from pgmrl.sidecar import create_app
+
+    conn = hybrid.conn
+    conn.execute("UPDATE docs SET body = body || ' snorkelwhistle' WHERE id = 42")
+    hybrid.run_worker(once=True)
+    out = CliRunner().invoke(cli, ["search", "docs", "snorkelwhistle", "--hybrid", "-k", "3", "--dsn", dsn],
+                             catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    ranked = [line.split() for line in out.output.splitlines() if line.split() and line.split()[0].isdigit()]
+    first = ranked[0]
+    assert first[0] == "1" and first[-1] == "42" and first[3] == "1"  # rank 1, text rank 1, id 42
+    out = CliRunner().invoke(cli, ["search", "docs", "snorkelwhistle", "--text-only", "--dsn", dsn],
+                             catch_exceptions=False)
+    assert [line.split()[-1] for line in out.output.splitlines() if line.split()[0].isdigit()] == ["42"]
+    app = create_app(dsn, token="tok")
+    app.state.model_ready = True
+    with TestClient(app, headers={"Authorization": "Bearer tok"}) as tc:
+        r = tc.get("/api/v1/search", params={"q": "snorkelwhistle", "set": "docs", "mode": "hybrid", "k": 3})
+        assert r.status_code == 200, r.text
+        res = r.json()
+        assert res["ids"][0] == "42" and res["results"][0]["text_rank"] == 1 and len(res["ids"]) == 3
+        r = tc.get("/api/v1/search", params={"q": "snorkelwhistle", "set": "docs", "mode": "text"})
+        assert r.json()["ids"] == ["42"]
+        assert tc.get("/api/v1/search", params={"q": "x", "set": "docs", "mode": "bm25"}).status_code == 422
+    app.state.db.close_all()
