@@ -130,6 +130,9 @@ BEGIN
              end_char int NOT NULL,' ELSE '' END,
         dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END,
         CASE WHEN chunked THEN ', chunk' ELSE '' END);
+    -- the vector stays in the row: a row longer than the page's toast threshold moves its words (tsv) out of line,
+    -- never the vector that every re-rank reads
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN embedding SET STORAGE MAIN, ALTER COLUMN coarse SET STORAGE MAIN', vname);
     RETURN vname::regclass;
 END
 $fn$;

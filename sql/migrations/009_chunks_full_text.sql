@@ -14,6 +14,8 @@ BEGIN
     FOR e IN SELECT s.id, s.slug, s.vectors_table FROM mrl.embedding_sets s
                JOIN pg_catalog.pg_class c ON c.oid = s.vectors_table LOOP
         EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS tsv tsvector', e.vectors_table);
+        -- rows grow past the toast threshold: their words go out of line, never the vectors
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN embedding SET STORAGE MAIN, ALTER COLUMN coarse SET STORAGE MAIN', e.vectors_table);
         EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (tsv)', e.slug || '_fts', e.vectors_table);
         EXECUTE format('INSERT INTO mrl.queue_intake (set_id, ids)
                         SELECT $1, array_agg(x.id::text) FROM (SELECT id, (row_number() OVER () - 1) / 5000 AS g FROM %s) x
