@@ -34,7 +34,8 @@ $fn$;
 -- text they were computed from; removes vectors of keys whose text is now NULL or empty, and deletes the claimed
 -- queue rows. A chunked set gets one vector per chunk (chunks[i], starts[i], ends[i]: the chunk of ids[i] and its
 -- characters [start, end) in the text); a row written now loses the chunks it no longer has.
--- Keys of the batch whose stored vector has no full-text words yet (sets upgraded from before them) get them.
+-- Keys of the batch whose stored vector has no full-text words yet (sets upgraded from before them) get them. The
+-- words of a row of an unchunked set are those of its first 300,000 characters (a tsvector holds at most 1 MB).
 -- Source rows are KEY SHARE-locked first, in key order: a concurrent DELETE (which cascades to the vectors)
 -- then either finishes before or waits after, and never deadlocks with the worker; text UPDATEs never wait.
 DROP FUNCTION IF EXISTS mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
@@ -81,7 +82,7 @@ BEGIN
         EXECUTE format(
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated, tsv)
              SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false),
-                    pg_catalog.to_tsvector($6::regconfig, x.mrl_body)
+                    pg_catalog.to_tsvector($6::regconfig, left(x.mrl_body, 300000))
                FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
                JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
                  ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
@@ -120,7 +121,7 @@ BEGIN
     END IF;
     IF s.chunking IS NULL THEN
         EXECUTE format(
-            'UPDATE %1$s v SET tsv = pg_catalog.to_tsvector($2::regconfig, x.mrl_body)
+            'UPDATE %1$s v SET tsv = pg_catalog.to_tsvector($2::regconfig, left(x.mrl_body, 300000))
                FROM (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
               WHERE v.id = x.mrl_key AND v.tsv IS NULL AND v.content_hash = md5(x.mrl_body)',
             s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys, s.text_search_config;

@@ -60,7 +60,7 @@ BEGIN
     IF keys IS NOT NULL THEN
         EXECUTE format(
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, tsv)
-             SELECT u.k::%2$s, u.e, %3$s, md5(u.t), clock_timestamp(), pg_catalog.to_tsvector($5::regconfig, u.t)
+             SELECT u.k::%2$s, u.e, %3$s, md5(u.t), clock_timestamp(), pg_catalog.to_tsvector($5::regconfig, left(u.t, 300000))
                FROM unnest($1, $2, $3) AS u(k, t, e)
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
                  content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at, tsv = EXCLUDED.tsv',
