@@ -49,3 +49,43 @@ def login_dsn(dsn: str, user: str, password: str) -> str:
     params = conninfo_to_dict(dsn)
     params.update(user=user, password=password)
     return make_conninfo(**params)
+
+
+def check_chunks(conn, slug: str, text_expr: str, table: str = "docs", embedder=None) -> dict:
+    """The invariant of a chunked set: every row with non-empty text has chunks 0..n-1, all of its current text
+    (hash = md5(text)), in order, covering it from its first to its last word, each the text between its offsets
+    (and, with an embedder, within the model's window); rows without text, and deleted rows, have none; the queue
+    is empty apart from dead letters. Returns counts."""
+    vt = conn.execute("SELECT mrl.vectors_table(%s)::text", (slug,)).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT t.id, ({text_expr})::text, array_agg(v.chunk ORDER BY v.chunk), array_agg(v.start_char ORDER BY v.chunk), "
+        f"array_agg(v.end_char ORDER BY v.chunk), bool_and(v.content_hash = md5(({text_expr})::text)) "
+        f"FROM {table} t LEFT JOIN {vt} v ON v.id = t.id GROUP BY t.id").fetchall()
+    bad = []
+    n_chunks = 0
+    texts = []
+    for key, text, chunks, starts, ends, current in rows:
+        if not text:
+            if chunks != [None]:
+                bad.append((key, "chunks of an empty text"))
+            continue
+        if chunks == [None] or not current or chunks != list(range(len(chunks))):
+            bad.append((key, "missing, stale or gapped chunks"))
+            continue
+        n_chunks += len(chunks)
+        if starts[0] > len(text) - len(text.lstrip()) or ends[-1] < len(text.rstrip()) - 1:
+            bad.append((key, f"chunks cover [{starts[0]}, {ends[-1]}) of {len(text)} characters"))
+        if any(b <= a for a, b in zip(starts, ends)) or any(s2 < s1 for s1, s2 in zip(starts, starts[1:])):
+            bad.append((key, "chunk offsets out of order"))
+        texts += [text[a:b] for a, b in zip(starts, ends)]
+    orphans = conn.execute(f"SELECT count(*) FROM {vt} v LEFT JOIN {table} t ON t.id = v.id WHERE t.id IS NULL"
+                           ).fetchone()[0]
+    assert not bad, f"chunk invariant broken: {bad[:5]}"
+    assert orphans == 0, f"{orphans} chunks of deleted rows"
+    if embedder is not None and texts:
+        budget = embedder.token_budget("document")
+        counts = embedder.count_tokens(texts)
+        assert max(counts) <= budget, f"a chunk of {max(counts)} tokens (window {budget})"
+    queued = pending(conn, slug)
+    assert queued == 0, f"{queued} items still queued"
+    return {"chunks": n_chunks}

@@ -41,8 +41,10 @@ def test_eval_command(loaded, dsn, corpus, corpus_vectors, embedder, tmp_path):
     out = run("eval", "--set", "docs", "--queries", str(qfile), "--json", dsn=dsn)
     assert out.exit_code == 0, out.output
     res = {r["strategy"]: r for r in json.loads(out.output)["results"]}
-    assert set(res) == {"exact", "two_stage"}
+    assert set(res) == {"exact", "two_stage", "text", "hybrid"}  # queries with text: full-text and hybrid too
     assert res["exact"]["agreement@10"] == 1.0 and res["two_stage"]["agreement@10"] >= 0.95
+    assert "agreement@10" not in res["hybrid"] and 0 < res["text"]["recall@10"] <= 1
+    assert res["hybrid"]["recall@10"] > 0.5
     # the same numbers from numpy: exact cosine ranking of the embedded queries over the stored documents
     docs = corpus_vectors[0][:3000]
     qv = embedder.encode([corpus[i]["query"] for i in range(40)], "query")

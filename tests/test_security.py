@@ -759,3 +759,25 @@ def test_finetune_pairs_and_vectors_follow_the_source_privileges(shared, roles):
         refused(r, "SELECT * FROM mrl.set_document_pairs('docs', '(SELECT s FROM public.secrets)')", "22023",
                 match="refused")
         refused(r, "SELECT * FROM mrl.set_document_pairs('docs', 'mal.leak(body)')", "22023")
+
+
+def test_full_text_and_chunks_are_read_only_by_readers_of_the_source(shared, roles, embedder):
+    """hybrid_search, text_search and search_chunks read the set's words and chunks as the caller: a role without
+    SELECT on the source gets neither (not even by calling the internal helpers with a forged set)."""
+    conn = shared.conn
+    word = conn.execute("SELECT split_part(body, ' ', 1) FROM public.docs WHERE id = 3").fetchone()[0]
+    q = str(embedder.encode([word], kind="query")[0].tolist())
+    mine = conn.execute("SELECT id FROM mrl.hybrid_search('docs', %s, %s::vector, 5)", (word, q)).fetchall()
+    assert len(mine) == 5
+    with roles.sql("bob") as b:
+        for sql, args in (("SELECT * FROM mrl.hybrid_search('docs', %s, %s::vector, 5)", (word, q)),
+                          ("SELECT * FROM mrl.text_search('docs', %s)", (word,)),
+                          ("SELECT * FROM mrl.search_chunks('docs', %s::vector)", (q,))):
+            refused(b, sql, "42704", args)
+        assert b.execute("SELECT count(*) FROM mrl_data.docs WHERE tsv IS NOT NULL").fetchone()[0] == 0
+        forged = conn.execute("SELECT e::text FROM mrl.embedding_sets e WHERE slug = 'docs'").fetchone()[0]
+        assert b.execute("SELECT count(*) FROM mrl_internal._text_ranks(%s::mrl.embedding_sets, %s, 10, NULL)",
+                         (forged, word)).fetchone()[0] == 0
+        refused(b, "SELECT mrl.alter_embedding_set('docs', chunking => '\"tokens\"')", "42704")
+    with roles.sql("reader") as r:
+        assert r.execute("SELECT id FROM mrl.hybrid_search('docs', %s, %s::vector, 5)", (word, q)).fetchall() == mine

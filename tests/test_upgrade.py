@@ -238,8 +238,9 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
             assert len(conn.execute("SELECT * FROM mrl.two_stage_search('docs', %s::vector, 5)",
                                     (vector_text(q),)).fetchall()) == 5
 
-        # (d) the old queue drains with today's worker
-        assert pending(conn, "docs") == N_ROWS - N_STORED + 1
+        # (d) the old queue drains with today's worker; the stored rows are queued once for their full-text words
+        # (009), which the worker writes without embedding them again
+        assert pending(conn, "docs") == N_ROWS - N_STORED + 1 + N_STORED - 1 + 1
     from pgmrl.worker import Worker
 
     Worker(empty_db).run(once=True)
@@ -247,6 +248,8 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
         assert check_invariant(conn, "docs", "body") == {"vectors": N_ROWS}
         assert conn.execute("SELECT count(*) FROM mrl.queue").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM mrl.queue_intake").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM mrl_data.docs v JOIN docs d USING (id) "
+                            "WHERE v.tsv IS DISTINCT FROM to_tsvector('english', d.body)").fetchone()[0] == 0
         assert conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs WHERE id <> %s AND id <= %s "
                             "ORDER BY id", (UPDATED, N_STORED)).fetchall() == vectors_before
         # the revised row got a new vector; the new rows are searchable: each one's own vector finds it first

@@ -55,8 +55,11 @@ class Client:
     # -- sets ---------------------------------------------------------------------------------------
     def create_set(self, name: str, slug: str, table: str, text_column: str, *, config: str = "all-minilm-l6-v2",
                    truncate_dim: int | None = None, on_create: bool = True, on_update: bool = True,
-                   coarse_method: str | None = None, mode: str = "async") -> str:
-        """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table."""
+                   coarse_method: str | None = None, mode: str = "async", chunking: dict | str | None = None,
+                   text_search_config: str = "english") -> str:
+        """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table.
+        chunking: None (one vector per row), 'tokens', 'paragraphs' or {"method": ..., "size": ..., "overlap": ...}
+        (tokens of the model); text_search_config: the language of its full-text words (hybrid search)."""
         row = one(self.conn.execute("SELECT to_regclass(%s)::oid", (table,)))
         if row[0] is None:
             raise PgmrlError(f"table {table!r} does not exist (schema-qualify it if it is not on the search_path)")
@@ -65,9 +68,9 @@ class Client:
             (row[0],))]
         textexpr.validate(text_column, columns)
         return scalar(self.conn.execute(
-            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s)::text",
+            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
             (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method,
-             mode)))
+             mode, None if chunking is None else Jsonb(chunking), text_search_config)))
 
     def set_exists(self, slug: str) -> bool:
         return self.conn.execute("SELECT 1 FROM mrl.embedding_sets WHERE slug = %s", (slug,)).fetchone() is not None
@@ -115,15 +118,56 @@ class Client:
         return get_embedder(self.config(config), device=self.device).encode(list(texts), kind=kind)
 
     def search(self, slug: str, query, k: int = 10, strategy: str | None = None, coarse_k: int | None = None,
-               coarse_dim: int | None = None, filter: dict | None = None) -> list[tuple[str, float]]:
+               coarse_dim: int | None = None, filter: dict | None = None, *, mode: str = "dense",
+               dense_weight: float = 1.0, text_weight: float = 1.0, rrf_k: int = 60) -> list[tuple[str, float]]:
         """Searches a set with a query text (embedded with the set's model) or a query vector. strategy None is the
-        set's default (two_stage unless changed); filter is {column: value or [values]} on the source table."""
+        set's default (two_stage unless changed); filter is {column: value or [values]} on the source table.
+        mode: 'dense' (rows and cosine distances), 'text' (the full-text leg alone: rows and scores, a text query
+        only) or 'hybrid' (both fused by reciprocal rank fusion: rows and fused scores, a text query; see
+        hybrid_search for the ranks)."""
+        if mode == "hybrid":
+            return [(r["id"], r["score"]) for r in self.hybrid_search(
+                slug, query, k, dense_weight=dense_weight, text_weight=text_weight, rrf_k=rrf_k, filter=filter,
+                strategy=strategy)]
+        if mode == "text":
+            if not isinstance(query, str):
+                raise PgmrlError("a full-text search needs words, not a vector")
+            return self.conn.execute("SELECT id, score FROM mrl.text_search(%s, %s, %s, %s)",
+                                     (slug, query, k, None if filter is None else Jsonb(filter))).fetchall()
+        if mode != "dense":
+            raise PgmrlError(f"mode must be 'dense', 'text' or 'hybrid', got {mode!r}")
         if isinstance(query, str):
             query = get_embedder(self.set_config(slug), device=self.device).encode([query], kind="query")[0]
         q = np.asarray(query, dtype=np.float32)
         return self.conn.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
                                  (slug, q, k, strategy, coarse_k, coarse_dim,
                                   None if filter is None else Jsonb(filter))).fetchall()
+
+    def hybrid_search(self, slug: str, query: str, k: int = 10, *, vector=None, dense_weight: float = 1.0,
+                      text_weight: float = 1.0, rrf_k: int = 60, candidates: int | None = None,
+                      filter: dict | None = None, strategy: str | None = None) -> list[dict]:
+        """mrl.hybrid_search: rows with their fused score, dense and full-text ranks (None where a leg did not
+        find the row) and distance. The query is embedded here (vector: its embedding, if you have it)."""
+        if not isinstance(query, str):
+            raise PgmrlError("a hybrid search needs the query's words (and, optionally, its vector)")
+        if vector is None and dense_weight > 0:
+            vector = get_embedder(self.set_config(slug), device=self.device).encode([query], kind="query")[0]
+        v = None if vector is None else np.asarray(vector, dtype=np.float32)
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute(
+            "SELECT id, score, dense_rank, text_rank, distance FROM mrl.hybrid_search(%s, %s, %s::vector, %s, %s, %s, "
+            "%s, %s, %s, %s)", (slug, query, v, k, dense_weight, text_weight, rrf_k, candidates,
+                                None if filter is None else Jsonb(filter), strategy)).fetchall()
+
+    def search_chunks(self, slug: str, query, k: int = 10, strategy: str | None = None,
+                      filter: dict | None = None) -> list[dict]:
+        """mrl.search_chunks: each row once with its best chunk (number, character offsets [start, end))."""
+        if isinstance(query, str):
+            query = get_embedder(self.set_config(slug), device=self.device).encode([query], kind="query")[0]
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute("SELECT id, chunk, start_char, end_char, distance FROM mrl.search_chunks(%s, %s, %s, %s, "
+                           "NULL, NULL, %s)", (slug, np.asarray(query, dtype=np.float32), k, strategy,
+                                               None if filter is None else Jsonb(filter))).fetchall()
 
     # -- bring your own vectors -------------------------------------------------------------------------
     def load_vectors(self, slug: str, ids: Sequence, vectors: np.ndarray, batch_size: int = 1000,
@@ -172,9 +216,11 @@ class Client:
         out += [name for kind, name in (("binary", "binary_two_stage"), ("full", "hnsw")) if kind in kinds]
         return out
 
-    def evaluate(self, slug: str, queries, strategies: Sequence[str] | None = None, progress=None):
+    def evaluate(self, slug: str, queries, strategies: Sequence[str] | None = None, progress=None,
+                 lexical: bool = False):
         """Recall@1/10/100, MRR@10, nDCG@10, agreement@10 with exact and latency per strategy, for an
-        evaluate.QuerySet (texts are embedded with the set's model)."""
+        evaluate.QuerySet (texts are embedded with the set's model). lexical: also the full-text words alone
+        ('text') and hybrid search ('hybrid', with the set's default dense strategy), when every query has text."""
         from . import evaluate
 
         strategies = list(strategies or self.strategies(slug))
@@ -186,11 +232,18 @@ class Client:
             emb = get_embedder(self.set_config(slug), device=self.device)
             for i, v in zip(missing, emb.encode([queries.texts[i] for i in missing], kind="query")):
                 vectors[i] = v
+        if lexical and all(isinstance(t, str) and t.strip() for t in queries.texts):
+            strategies += [s for s in evaluate.LEXICAL if s not in strategies]
 
         def search(q, strategy):
-            return [r[0] for r in self.search(slug, q, 100, strategy)]
+            vector, text = q
+            if strategy == "text":
+                return [r[0] for r in self.search(slug, text, 100, mode="text")]
+            if strategy == "hybrid":
+                return [r["id"] for r in self.hybrid_search(slug, text, 100, vector=vector)]
+            return [r[0] for r in self.search(slug, vector, 100, strategy)]
 
-        runs, lat = evaluate.run_strategies(search, vectors, strategies, progress)
+        runs, lat = evaluate.run_strategies(search, list(zip(vectors, queries.texts)), strategies, progress)
         return evaluate.score(runs, queries.relevant, lat)
 
     def run_worker(self, once: bool = True, **kwargs) -> int:

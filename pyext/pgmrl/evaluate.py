@@ -4,6 +4,10 @@ A query file is JSON Lines, one query per line:
     {"query": "tool to compress files", "relevant": ["gzip", "xz-utils"]}
     {"vector": [0.01, ...], "relevant": ["42"]}          (a precomputed query vector instead of text)
 Ids are compared as text (the primary key of the set's source table).
+
+Besides the dense strategies, "text" (the set's full-text words alone, mrl.text_search) and "hybrid" (both fused,
+mrl.hybrid_search) rank queries that have text: hybrid search has no self-check like mrl.measure_recall, so it is
+measured on the user's own queries and relevance judgements.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +91,10 @@ def read_queries(path: str | Path, vectors: np.ndarray | None = None) -> QuerySe
     return QuerySet(texts, vecs, relevant)
 
 
+# Rankings that use the query's words (not comparable with exact dense search, so no agreement@10)
+LEXICAL = ("text", "hybrid")
+
+
 @dataclass
 class StrategyResult:
     strategy: str
@@ -108,7 +117,7 @@ def score(runs: dict[str, list[list[str]]], relevant: list[set[str]], latencies:
             "mrr@10": float(np.mean([mrr_at(r, rel) for r, rel in zip(ranked, relevant)])),
             "ndcg@10": float(np.mean([ndcg_at(r, rel) for r, rel in zip(ranked, relevant)])),
         }
-        if exact is not None:
+        if exact is not None and name not in LEXICAL:
             m["agreement@10"] = float(np.mean([agreement_at(r, e) for r, e in zip(ranked, exact)]))
         if latencies and latencies.get(name):
             m["p50_ms"] = float(np.percentile(latencies[name], 50))
@@ -117,7 +126,7 @@ def score(runs: dict[str, list[list[str]]], relevant: list[set[str]], latencies:
     return out
 
 
-def run_strategies(search: Callable[[np.ndarray, str], list[str]], queries: Iterable[np.ndarray],
+def run_strategies(search: Callable[[Any, str], list[str]], queries: Iterable[Any],
                    strategies: Sequence[str], progress=None) -> tuple[dict[str, list[list[str]]], dict[str, list[float]]]:
     """Runs every query through `search(vector, strategy)` for each strategy; ids and latencies (ms)."""
     runs: dict[str, list[list[str]]] = {s: [] for s in strategies}
@@ -133,9 +142,10 @@ def run_strategies(search: Callable[[np.ndarray, str], list[str]], queries: Iter
 
 
 def format_table(results: list[StrategyResult]) -> str:
-    cols = ["strategy"] + list(results[0].metrics) if results else ["strategy"]
-    rows = [[r.strategy] + [f"{v:.4f}" if not k.endswith("_ms") else f"{v:.2f}" for k, v in r.metrics.items()]
-            for r in results]
+    keys = list(dict.fromkeys(k for r in results for k in r.metrics))  # (text and hybrid have no agreement@10)
+    cols = ["strategy"] + keys
+    rows = [[r.strategy] + ["-" if k not in r.metrics else f"{r.metrics[k]:.2f}" if k.endswith("_ms")
+                            else f"{r.metrics[k]:.4f}" for k in keys] for r in results]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
     return "\n".join([line, "  ".join("-" * w for w in widths)] +

@@ -48,6 +48,14 @@ BEGIN
         RAISE EXCEPTION 'embedding set "%": config "%" belongs to another role', NEW.slug, NEW.config
             USING ERRCODE = 'insufficient_privilege', HINT = 'Use a built-in config or register your own.';
     END IF;
+    -- how the worker cuts texts (the vectors table's layout follows it: it changes only with the table) and the
+    -- text search configuration of the full-text words
+    IF TG_OP = 'UPDATE' AND NEW.chunking IS DISTINCT FROM OLD.chunking AND NEW.vectors_table = OLD.vectors_table THEN
+        RAISE EXCEPTION 'the chunking of embedding set "%" cannot change in place', OLD.slug USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Re-embed it: SELECT mrl.alter_embedding_set(slug, chunking => ...).';
+    END IF;
+    NEW.chunking := mrl_internal._check_chunking(NEW.chunking, mrl_internal._config(NEW.config));
+    NEW.text_search_config := mrl_internal._check_ts_config(NEW.text_search_config);
     SELECT c.relnamespace = 'mrl_data'::regnamespace AND pg_has_role(c.relowner, 'USAGE')
       INTO ok FROM pg_class c WHERE c.oid = NEW.vectors_table;
     IF NOT coalesce(ok, false) THEN
@@ -59,7 +67,8 @@ END
 $fn$;
 
 DROP TRIGGER IF EXISTS embedding_sets_check ON mrl.embedding_sets;
-CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF id, source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner, replaces
+CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF id, source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner, replaces,
+                                                        chunking, text_search_config
     ON mrl.embedding_sets FOR EACH ROW EXECUTE FUNCTION mrl_internal._check_set_row();
 
 -- Where a set may not read from: pgmrl's own schemas, the system catalogs, temporary tables, non-tables.

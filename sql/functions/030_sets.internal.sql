@@ -100,9 +100,12 @@ BEGIN
 END
 $fn$;
 
--- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change).
+-- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change). A chunked
+-- set keeps one row per chunk, keyed by (id, chunk), with the chunk's character offsets in the text [start, end).
+-- tsv: the full-text words of the row's (or chunk's) text, for mrl.hybrid_search.
+DROP FUNCTION IF EXISTS mrl_internal._create_vectors_table(text, regclass, name, text, int, int);
 CREATE OR REPLACE FUNCTION mrl_internal._create_vectors_table(slug text, source regclass, pk_col name, pk_typ text,
-                                                              dims int, tdim int)
+                                                              dims int, tdim int, chunked bool DEFAULT false)
 RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -112,14 +115,94 @@ DECLARE
 BEGIN
     EXECUTE format(
         'CREATE TABLE %s (
-             id %s PRIMARY KEY REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,
+             id %s NOT NULL REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,%s
              embedding @vec@.vector(%s) NOT NULL,
              coarse @vec@.halfvec%s,
              content_hash text NOT NULL,
              embedded_at timestamptz NOT NULL DEFAULT now(),
-             truncated bool NOT NULL DEFAULT false)',
-        vname, pk_typ, source, pk_col, dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END);
+             truncated bool NOT NULL DEFAULT false,
+             tsv tsvector,
+             PRIMARY KEY (id%s))',
+        vname, pk_typ, source, pk_col,
+        CASE WHEN chunked THEN '
+             chunk int NOT NULL CHECK (chunk >= 0),
+             start_char int NOT NULL,
+             end_char int NOT NULL,' ELSE '' END,
+        dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END,
+        CASE WHEN chunked THEN ', chunk' ELSE '' END);
+    -- the vector stays in the row: a row longer than the page's toast threshold moves its words (tsv) out of line,
+    -- never the vector that every re-rank reads
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN embedding SET STORAGE MAIN, ALTER COLUMN coarse SET STORAGE MAIN', vname);
     RETURN vname::regclass;
+END
+$fn$;
+
+-- How a set cuts its texts: NULL (one vector per row, from its beginning) or a checked, completed JSON object
+--   {"method": "tokens" | "paragraphs", "size": tokens per chunk, "overlap": tokens shared by neighbours}.
+-- size is at most the model's window (the worker also counts the document prefix and the special tokens); by
+-- default half of it.
+CREATE OR REPLACE FUNCTION mrl_internal._check_chunking(chunking jsonb, c mrl.embedding_configs)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    method text;
+    window_ int := coalesce(c.max_seq_length, 512);
+    size int;
+    overlap int;
+BEGIN
+    IF chunking IS NULL OR chunking = 'null'::jsonb OR chunking = '"none"'::jsonb OR chunking ->> 'method' = 'none' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(chunking) = 'string' THEN
+        chunking := jsonb_build_object('method', chunking #>> '{}');
+    END IF;
+    method := chunking ->> 'method';
+    IF jsonb_typeof(chunking) <> 'object' OR method IS NULL OR method NOT IN ('tokens', 'paragraphs')
+       OR EXISTS (SELECT FROM jsonb_object_keys(chunking) k WHERE k NOT IN ('method', 'size', 'overlap')) THEN
+        RAISE EXCEPTION 'invalid chunking %', chunking USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use NULL (no chunking), ''"tokens"'', ''"paragraphs"'' or e.g. ''{"method": "tokens", "size": 256, "overlap": 32}''.';
+    END IF;
+    BEGIN
+        -- default: half the window (scripts/bench_chunking.py: text past the window found almost as well as its
+        -- beginning; whole-window chunks mix more topics into one vector), a quarter of it shared
+        size := coalesce((chunking ->> 'size')::int, window_ / 2);
+        overlap := coalesce((chunking ->> 'overlap')::int, size / 4);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'chunking size and overlap must be integers, got %', chunking USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF size < 16 OR size > window_ THEN
+        RAISE EXCEPTION 'chunk size % is out of range for % (window of % tokens)', size, c.name, window_
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Use 16 to %s tokens; a chunk longer than the window would be cut.', window_);
+    END IF;
+    IF overlap < 0 OR overlap > size / 2 THEN
+        RAISE EXCEPTION 'chunk overlap % must be between 0 and half the size (%)', overlap, size / 2
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object('method', method, 'size', size, 'overlap', overlap);
+END
+$fn$;
+
+-- The text search configuration of a set's full-text words, by its name (as regconfig writes it).
+CREATE OR REPLACE FUNCTION mrl_internal._check_ts_config(cfg text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF cfg IS NOT NULL THEN
+        BEGIN
+            RETURN cfg::regconfig::text;
+        EXCEPTION WHEN undefined_object OR invalid_name OR invalid_schema_name OR syntax_error THEN
+            NULL;
+        END;
+    END IF;
+    RAISE EXCEPTION 'text search configuration % does not exist', coalesce(quote_literal(cfg), 'NULL')
+        USING ERRCODE = 'undefined_object',
+              HINT = format('Use one of: %s.', (SELECT string_agg(cfgname, ', ' ORDER BY cfgname) FROM pg_ts_config
+                                                 WHERE cfgnamespace = 'pg_catalog'::regnamespace));
 END
 $fn$;
 

@@ -10,7 +10,9 @@ CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
     on_create bool DEFAULT true,
     on_update bool DEFAULT true,
     coarse_method text DEFAULT NULL,
-    mode text DEFAULT 'async'
+    mode text DEFAULT 'async',
+    chunking jsonb DEFAULT NULL,
+    text_search_config text DEFAULT 'english'
 )
 RETURNS regclass
 LANGUAGE plpgsql
@@ -23,6 +25,8 @@ DECLARE
     plan record;
     s mrl.embedding_sets;
     vt regclass;
+    chunks jsonb;
+    ts_config text := mrl_internal._check_ts_config(text_search_config);
 BEGIN
     PERFORM mrl_internal._check_new_set(name, slug, mode);
     PERFORM mrl_internal._check_source(source);
@@ -35,16 +39,22 @@ BEGIN
     key := mrl_internal._source_key(source);
     PERFORM mrl_internal._check_readable(source);  -- (the text expression itself: by the registry's trigger, below)
     plan := mrl_internal._coarse_plan(c, truncate_dim, coarse_method);
+    chunks := mrl_internal._check_chunking(chunking, c);
+    IF chunks IS NOT NULL AND mode = 'sync' THEN
+        RAISE EXCEPTION 'a chunked set cannot use sync mode' USING ERRCODE = 'feature_not_supported',
+              HINT = 'Use mode => ''async'': the worker cuts the texts with the model''s own tokenizer.';
+    END IF;
 
-    vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim);
+    vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim, chunks IS NOT NULL);
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
-                                    coarse_method, on_create, on_update, mode, vectors_table)
+                                    coarse_method, on_create, on_update, mode, vectors_table, chunking, text_search_config)
     VALUES (name, slug, source, key.pk_col, key.pk_typ, text_column, c.name, c.dims, plan.tdim, plan.method,
-            on_create, on_update, mode, vt)
+            on_create, on_update, mode, vt, chunks, ts_config)
     RETURNING * INTO s;  -- embedding_sets_check validated and canonicalised the text expression
     IF plan.method <> 'none' THEN
         EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);
     END IF;
+    EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', slug || '_fts', vt);
     EXECUTE format('COMMENT ON TABLE %s IS %L', vt, format('pgmrl vectors of embedding set %s (%s)', slug, c.name));
     PERFORM mrl_internal._protect_vectors(source, vt);
     PERFORM mrl_internal._grant_worker(source, vt);

@@ -34,6 +34,10 @@ DECLARE
     ids text[];
     dists float8[];
 BEGIN
+    IF s.chunking IS NOT NULL THEN  -- each row once, by its best chunk
+        RETURN QUERY SELECT r.id, r.distance FROM mrl_internal._search_chunked(s, query, k, strat, coarse_k, coarse_dim, filter) r;
+        RETURN;
+    END IF;
     PERFORM mrl_internal._check_query(s, query, k);
     PERFORM mrl_internal._check_strategy(strat);
     ck := mrl_internal._candidates(s, strat, k, coarse_k);

@@ -27,7 +27,8 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM ONLY %s', s.source) INTO n_rows;
     END IF;
     IF mrl_internal._vectors_problem(s.vectors_table) IS NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO n_vec;
+        EXECUTE format('SELECT count(%s) FROM %s', CASE WHEN s.chunking IS NULL THEN '*' ELSE 'DISTINCT id' END,
+                       s.vectors_table) INTO n_vec;  -- rows embedded (of a chunked set: rows with chunks)
     END IF;
     RETURN QUERY
     SELECT s.slug, s.config, s.coarse_method, s.truncate_dim, n_rows, n_vec,

@@ -1,7 +1,8 @@
 -- Internal helpers (schema mrl_internal) of 060_worker.sql: not part of the API; EXECUTE is granted in 090_privileges.sql.
 
 -- Current text of the given keys. content_hash = md5(text); stored_hash = the hash of the vector stored now
--- (so unchanged texts are not embedded again). Keys whose row is gone come back with body NULL.
+-- (so unchanged texts are not embedded again; of any chunk, in a chunked set). Keys whose row is gone come back
+-- with body NULL.
 CREATE OR REPLACE FUNCTION mrl_internal._fetch_texts(set_id int, ids text[])
 RETURNS TABLE (id text, body text, content_hash text, stored_hash text)
 LANGUAGE plpgsql STABLE
@@ -23,20 +24,26 @@ BEGIN
            FROM unnest($1) AS k(id)
       LEFT JOIN (SELECT mrl_src.%1$I AS mrl_key, (%2$s)::text AS body FROM ONLY %3$s mrl_src WHERE mrl_src.%1$I = ANY ($1::%4$s[])) x
              ON x.mrl_key = k.id::%4$s
-      LEFT JOIN %5$s v ON v.id = x.mrl_key',
+      LEFT JOIN LATERAL (SELECT v.content_hash FROM %5$s v WHERE v.id = x.mrl_key LIMIT 1) v ON true',
         s.pk_column, s.text_expr, s.source, s.pk_type, s.vectors_table) USING ids;
 END
 $fn$;
 
 -- Writes a batch: vectors whose source text still has the hash they were computed from
--- (a text changed meanwhile was queued again by its UPDATE and is embedded later),
--- removes vectors of keys whose text is now NULL or empty, and deletes the claimed queue rows.
+-- (a text changed meanwhile was queued again by its UPDATE and is embedded later), with the full-text words of the
+-- text they were computed from; removes vectors of keys whose text is now NULL or empty, and deletes the claimed
+-- queue rows. A chunked set gets one vector per chunk (chunks[i], starts[i], ends[i]: the chunk of ids[i] and its
+-- characters [start, end) in the text); a row written now loses the chunks it no longer has.
+-- Keys of the batch whose stored vector has no full-text words yet (sets upgraded from before them) get them. The
+-- words of a row of an unchunked set are those of its first 300,000 characters (a tsvector holds at most 1 MB).
 -- Source rows are KEY SHARE-locked first, in key order: a concurrent DELETE (which cascades to the vectors)
 -- then either finishes before or waits after, and never deadlocks with the worker; text UPDATEs never wait.
 DROP FUNCTION IF EXISTS mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[]);
+DROP FUNCTION IF EXISTS mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[], bool[]);
 
 CREATE OR REPLACE FUNCTION mrl_internal._apply_batch(set_id int, qids bigint[], ids text[], hashes text[],
-                                            embeddings @vec@.vector[], truncated bool[] DEFAULT NULL)
+                                            embeddings @vec@.vector[], truncated bool[] DEFAULT NULL,
+                                            chunks int[] DEFAULT NULL, starts int[] DEFAULT NULL, ends int[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -46,12 +53,23 @@ DECLARE
     s mrl.embedding_sets;
     written bigint := 0;
     keys text[];
+    w_hashes text[];
+    n int := coalesce(array_length(ids, 1), 0);
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _apply_batch.set_id FOR SHARE;
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
     PERFORM mrl_internal._check_tables(s);
+    IF (s.chunking IS NOT NULL) <> (chunks IS NOT NULL) AND n > 0 THEN
+        RAISE EXCEPTION 'embedding set "%" is % but the batch %', s.slug,
+            CASE WHEN s.chunking IS NULL THEN 'not chunked' ELSE 'chunked' END,
+            CASE WHEN chunks IS NULL THEN 'has no chunks' ELSE 'has chunks' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF chunks IS NOT NULL AND (cardinality(chunks) <> n OR cardinality(starts) <> n OR cardinality(ends) <> n) THEN
+        RAISE EXCEPTION 'a batch needs one chunk number and offsets per vector' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT array_agg(DISTINCT q.id) INTO keys FROM mrl.queue q WHERE q.qid = ANY (qids);
     keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
     -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
@@ -60,24 +78,55 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
                        s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
     END IF;
-    IF coalesce(array_length(ids, 1), 0) > 0 THEN
+    IF n > 0 AND chunks IS NULL THEN
         EXECUTE format(
-            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
-             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated, tsv)
+             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false),
+                    pg_catalog.to_tsvector($6::regconfig, left(x.mrl_body, 300000))
                FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
-               JOIN (SELECT mrl_src.%2$I AS mrl_key, md5((%3$s)::text) AS mrl_hash FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
-                 ON x.mrl_key = b.id::%5$s AND x.mrl_hash = b.hash
+               JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+                 ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
               ORDER BY x.mrl_key
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
                  content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at,
-                 truncated = EXCLUDED.truncated',
+                 truncated = EXCLUDED.truncated, tsv = EXCLUDED.tsv',
             s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
             CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
-            USING ids, hashes, embeddings, s.id,
-                  coalesce(truncated, array_fill(false, ARRAY[array_length(ids, 1)]));
+            USING ids, hashes, embeddings, s.id, coalesce(truncated, array_fill(false, ARRAY[n])), s.text_search_config;
         GET DIAGNOSTICS written = ROW_COUNT;
+    ELSIF n > 0 THEN
+        EXECUTE format(
+            'WITH w AS (
+                 INSERT INTO %1$s AS v (id, chunk, start_char, end_char, embedding, coarse, content_hash, embedded_at, tsv)
+                 SELECT x.mrl_key, b.chunk, b.start_char, b.end_char, b.embedding, %6$s, b.hash, clock_timestamp(),
+                        pg_catalog.to_tsvector($6::regconfig, substr(x.mrl_body, b.start_char + 1, b.end_char - b.start_char))
+                   FROM unnest($1, $2, $3, $5, $7, $8) AS b(id, hash, embedding, chunk, start_char, end_char)
+                   JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+                     ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
+                  ORDER BY x.mrl_key, b.chunk
+                 ON CONFLICT (id, chunk) DO UPDATE SET start_char = EXCLUDED.start_char, end_char = EXCLUDED.end_char,
+                     embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse, content_hash = EXCLUDED.content_hash,
+                     embedded_at = EXCLUDED.embedded_at, tsv = EXCLUDED.tsv
+                 RETURNING v.id, v.content_hash)
+             SELECT count(*), array_agg(DISTINCT w.id::text || chr(1) || w.content_hash) FROM w',
+            s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
+            CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
+            INTO written, w_hashes
+            USING ids, hashes, embeddings, s.id, chunks, s.text_search_config, starts, ends;
+        -- chunks of an earlier text of the rows just written (their hash is the old one)
+        EXECUTE format(
+            'DELETE FROM %1$s v USING unnest($1) w(k)
+              WHERE v.id = split_part(w.k, chr(1), 1)::%2$s AND v.content_hash <> split_part(w.k, chr(1), 2)',
+            s.vectors_table, s.pk_type) USING w_hashes;
     END IF;
-    -- Texts that became NULL or empty lose their vector.
+    IF s.chunking IS NULL THEN
+        EXECUTE format(
+            'UPDATE %1$s v SET tsv = pg_catalog.to_tsvector($2::regconfig, left(x.mrl_body, 300000))
+               FROM (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+              WHERE v.id = x.mrl_key AND v.tsv IS NULL AND v.content_hash = md5(x.mrl_body)',
+            s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys, s.text_search_config;
+    END IF;
+    -- Texts that became NULL or empty lose their vector(s).
     EXECUTE format(
         'DELETE FROM %1$s v USING (SELECT mrl_src.%2$I AS mrl_key FROM ONLY %4$s mrl_src
                                     WHERE mrl_src.%2$I = ANY ($1::%5$s[]) AND coalesce((%3$s)::text, '''') = '''') x

@@ -84,7 +84,10 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._reset_tuning(mrl.embedding_sets, mrl.embedding_sets), mrl_internal._strategies(), mrl_internal._check_strategy(text, text[]),
     mrl_internal._check_new_set(text, text, text), mrl_internal._source_key(regclass),
     mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),
-    mrl_internal._create_vectors_table(text, regclass, name, text, int, int),
+    mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool),
+    mrl_internal._check_chunking(jsonb, mrl.embedding_configs), mrl_internal._check_ts_config(text),
+    mrl_internal._search_chunked(mrl.embedding_sets, @vec@.vector, int, text, int, int, jsonb),
+    mrl_internal._text_ranks(mrl.embedding_sets, text, int, jsonb),
     mrl_internal._check_query(mrl.embedding_sets, @vec@.vector, int), mrl_internal._candidates(mrl.embedding_sets, text, int, int),
     mrl_internal._check_searchable(mrl.embedding_sets, bool), mrl_internal._stage1_distance(mrl.embedding_sets, text, int),
     mrl_internal._search_sql(text, text, text),
@@ -108,7 +111,7 @@ BEGIN
     GRANT UPDATE (rotation_version, rotation_rows, rotation_fitted_at, rotation_requested_at) ON mrl.embedding_sets TO pgmrl_worker;
     GRANT SELECT, INSERT, DELETE ON mrl.rotation_components TO pgmrl_worker;
     GRANT EXECUTE ON FUNCTION
-        mrl_internal._fetch_texts(int, text[]), mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[], bool[]),
+        mrl_internal._fetch_texts(int, text[]), mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[], bool[], int[], int[], int[]),
         mrl_internal._fail_items(bigint[], text, int), mrl_internal._expand_intake(int), mrl_internal._rotation_due(),
         mrl_internal._sample_embeddings(int, int), mrl_internal._store_rotation(int, @vec@.vector[], double precision[], bigint),
         mrl_internal._switch_due()

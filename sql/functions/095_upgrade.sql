@@ -40,6 +40,9 @@ BEGIN
     FOR f IN SELECT pg_catalog.to_regprocedure(sig) FROM unnest(ARRAY[
                  -- before mode (a579c14)
                  'mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text)',
+                 -- before chunking and the full-text words
+                 'mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text)',
+                 'mrl.alter_embedding_set(text, text, int, text)',
                  -- before owners (fe255e2)
                  'mrl_internal._may_see(regclass)',
                  -- before the exact trigger shape (fe255e2)

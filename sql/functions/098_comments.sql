@@ -5,13 +5,13 @@ COMMENT ON FUNCTION mrl.sql_embedding_available() IS
     'Whether SQL can embed text here (plpython3u installed the sidecar client): mrl.embed, text searches, sync mode.';
 COMMENT ON FUNCTION mrl.coarse_of(int, @vec@.vector, int) IS
     'The coarse (truncated, normalised) vector of a full vector, exactly as the set stores it (MRL prefix or fitted rotation).';
-COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text) IS
-    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. Needs pgmrl_admin.';
+COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text, jsonb, text) IS
+    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. chunking: NULL (one vector per row), "tokens" or "paragraphs" (with size and overlap in tokens); text_search_config: the language of its full-text words. Needs pgmrl_admin.';
 COMMENT ON FUNCTION mrl.vectors_table(text) IS 'The vectors table of a set (in schema mrl_data).';
 COMMENT ON FUNCTION mrl.drop_embedding_set(text) IS 'Drops a set: its triggers, queued items and vectors (the source table stays).';
 COMMENT ON FUNCTION mrl.refit_rotation(text) IS 'Asks the sidecar to refit a set''s PCA rotation (non-MRL models); `pgmrl refit` does it at once.';
-COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text) IS
-    'Re-embeds a set with another model or coarse dimension in the background; the old vectors serve until the new ones are complete.';
+COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text, jsonb, text) IS
+    'Re-embeds a set with another model, coarse dimension, chunking or text search configuration in the background; the old vectors serve until the new ones are complete.';
 COMMENT ON FUNCTION mrl.switch_embedding_set(text, bool) IS 'Switches a finished re-embedding in, atomically (the sidecar does it by itself).';
 COMMENT ON FUNCTION mrl.search(text, @vec@.vector, int, text, int, int, jsonb) IS
     'Searches a set with a query vector: strategy two_stage (default), binary_two_stage, hnsw, coarse or exact; optional JSON equality filter on source columns. Returns ids (as text) and cosine distances.';
@@ -39,3 +39,11 @@ COMMENT ON FUNCTION mrl.configure_sidecar(text, text, numeric) IS 'Where SQL rea
 COMMENT ON FUNCTION mrl.configure_sidecar_pg(text, int) IS 'Where SQL reaches the sidecar''s PostgreSQL-protocol endpoint (dblink, servers without plpython3u); the schema owner''s.';
 COMMENT ON FUNCTION mrl.search_rows(anyelement, text, @vec@.vector, int, text, int, int, jsonb) IS
     'The source rows themselves (typed, in rank order) with their distance: SELECT (r.item).*, r.distance FROM mrl.search_rows(NULL::docs, ''docs'', query) r.';
+COMMENT ON FUNCTION mrl.search_chunks(text, @vec@.vector, int, text, int, int, jsonb) IS
+    'mrl.search with the best chunk of each row: its number and character offsets [start_char, end_char) in the row''s text.';
+COMMENT ON FUNCTION mrl.search_chunks(text, text, int, text, int, int, jsonb) IS
+    'mrl.search_chunks for words (embedded by the sidecar with the set''s model).';
+COMMENT ON FUNCTION mrl.hybrid_search(text, text, @vec@.vector, int, double precision, double precision, int, int, jsonb, text) IS
+    'Full-text words (websearch syntax, the set''s text search configuration) and two-stage dense search fused by reciprocal rank fusion; both ranks and the fused score per row. query_vector NULL: the sidecar embeds query_text.';
+COMMENT ON FUNCTION mrl.text_search(text, text, int, jsonb) IS
+    'The full-text leg of mrl.hybrid_search alone: rows holding the query''s words, rare words weighing most.';

@@ -23,9 +23,11 @@ from ._common import dsn_option, resolve_dsn
               help="Strategy to evaluate (repeatable). Default: every strategy the set can serve.")
 @click.option("--limit", type=int, help="Use only the first N queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json):
+@click.option("--no-lexical", is_flag=True, help="Skip the full-text ('text') and hybrid rows.")
+def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json, no_lexical):
     """Retrieval quality of a set: Recall@1/10/100, MRR@10, nDCG@10 per strategy, agreement@10 of each
-    with exact search, and latency."""
+    with exact search, and latency. Queries with text are also ranked by the set's full-text words alone
+    ('text') and by hybrid search ('hybrid'), side by side with the dense strategies."""
     from tqdm import tqdm
 
     from .. import evaluate
@@ -37,7 +39,7 @@ def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json):
         qs = evaluate.QuerySet(qs.texts[:limit], qs.vectors[:limit], qs.relevant[:limit])
     with Client(resolve_dsn(dsn)) as client, \
             tqdm(total=len(qs), desc="queries", unit="q", disable=as_json, leave=False) as bar:
-        results = client.evaluate(slug, qs, strategies or None, progress=bar)
+        results = client.evaluate(slug, qs, strategies or None, progress=bar, lexical=not no_lexical)
     if as_json:
         click.echo(json.dumps({"set": slug, "queries": len(qs), "results": [r.row() for r in results]}, indent=2))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from psycopg.types.json import Jsonb
 
 from ..strategies import STRATEGIES
 from ._common import dsn_option, json_object, resolve_dsn
@@ -21,14 +22,20 @@ from ._common import dsn_option, json_object, resolve_dsn
                                                "size of the fitted rotation (e.g. 128). Omit for the model's default.")
 @click.option("--no-on-create", is_flag=True, help="Do not embed inserted rows automatically.")
 @click.option("--no-on-update", is_flag=True, help="Do not re-embed rows whose text changes.")
-def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_create, no_on_update):
+@click.option("--chunking", metavar="SPEC", help="Cut long texts into chunks embedded one by one: tokens, paragraphs, "
+              "or METHOD:SIZE[:OVERLAP] in model tokens (e.g. tokens:256:32). Default: one vector per row.")
+@click.option("--language", default="english", show_default=True,
+              help="Text search configuration of the full-text words (hybrid search).")
+def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_create, no_on_update, chunking,
+               language):
     """Create an embedding set SLUG over a table; existing rows are queued for the worker."""
     from ..client import Client
 
     with Client(resolve_dsn(dsn)) as client:
         client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
         vt = client.create_set(name or slug, slug, table, text_column, config=config, truncate_dim=truncate_dim,
-                               on_create=not no_on_create, on_update=not no_on_update)
+                               on_create=not no_on_create, on_update=not no_on_update,
+                               chunking=chunking_spec(chunking), text_search_config=language)
     click.echo(f"created set {slug}; vectors in {vt}. Run `pgmrl serve` to embed the queued rows.")
 
 
@@ -37,13 +44,34 @@ def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_
 @click.argument("slug")
 @click.option("--config", help="New embedding config.")
 @click.option("--truncate-dim", type=int, help="New coarse dimension.")
-def alter_set(dsn, slug, config, truncate_dim):
+@click.option("--chunking", metavar="SPEC", help="New chunking: none, tokens, paragraphs or METHOD:SIZE[:OVERLAP].")
+@click.option("--language", help="New text search configuration of the full-text words.")
+def alter_set(dsn, slug, config, truncate_dim, chunking, language):
     """Re-embed set SLUG with another model or coarse dimension in the background; the old vectors keep
     serving until the new ones are complete, then `pgmrl serve` switches them in atomically."""
     from ..db import connect, scalar
 
     with connect(resolve_dsn(dsn), autocommit=True) as conn:
-        click.echo(scalar(conn.execute("SELECT mrl.alter_embedding_set(%s, %s, %s)", (slug, config, truncate_dim))))
+        click.echo(scalar(conn.execute(
+            "SELECT mrl.alter_embedding_set(%s, %s, %s, NULL, %s, %s)",
+            (slug, config, truncate_dim, None if chunking is None else Jsonb(chunking_spec(chunking) or "none"),
+             language))))
+
+
+def chunking_spec(spec: str | None) -> dict | None:
+    """--chunking: none, tokens, paragraphs, or METHOD:SIZE[:OVERLAP]."""
+    if spec is None or spec == "none":
+        return None
+    method, *numbers = spec.split(":")
+    if method not in ("tokens", "paragraphs") or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
+        raise click.BadParameter("use none, tokens, paragraphs or METHOD:SIZE[:OVERLAP], e.g. tokens:256:32",
+                                 param_hint="--chunking")
+    out: dict = {"method": method}
+    if numbers:
+        out["size"] = int(numbers[0])
+    if len(numbers) > 1:
+        out["overlap"] = int(numbers[1])
+    return out
 
 
 @click.command("drop-set")
@@ -127,14 +155,31 @@ def refit(dsn, slug):
 @click.option("--coarse-k", type=int, help="Stage-1 candidates (default: the set's, 100 or as tuned).")
 @click.option("--coarse-dim", type=int, help="Coarse dimension to search with (default: the set's).")
 @click.option("--filter", "filter_", metavar="JSON", help='Equality on source columns, e.g. \'{"section": "web"}\'.')
-def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_):
+@click.option("--hybrid", is_flag=True, help="Fuse the set's full-text words with the dense search (reciprocal rank "
+                                             "fusion); prints the fused score and both ranks.")
+@click.option("--text-only", is_flag=True, help="The full-text words alone (rare words weigh most).")
+@click.option("--dense-weight", type=float, default=1.0, show_default=True, help="--hybrid: weight of the dense ranks.")
+@click.option("--text-weight", type=float, default=1.0, show_default=True, help="--hybrid: weight of the text ranks.")
+@click.option("--rrf-k", type=int, default=60, show_default=True, help="--hybrid: RRF's rank constant.")
+def search(dsn, slug, query, k, strategy, coarse_k, coarse_dim, filter_, hybrid, text_only, dense_weight, text_weight,
+           rrf_k):
     """Search set SLUG for QUERY (embedded here with the set's model)."""
     from ..client import Client
 
     flt = json_object(filter_, "--filter") if filter_ else None
     with Client(resolve_dsn(dsn)) as client:
         client.conn.add_notice_handler(lambda d: click.echo(f"notice: {d.message_primary}", err=True))
-        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim, flt), 1):
+        if hybrid:
+            click.echo("rank  score    dense  text  id")
+            for rank, r in enumerate(client.hybrid_search(slug, query, k, dense_weight=dense_weight,
+                                                          text_weight=text_weight, rrf_k=rrf_k, filter=flt,
+                                                          strategy=strategy), 1):
+                dense, text = r["dense_rank"] or "-", r["text_rank"] or "-"
+                click.echo(f"{rank:4d}  {r['score']:.5f}  {dense!s:>5}  {text!s:>4}  {r['id']}")
+            return
+        mode = "text" if text_only else "dense"
+        for rank, (id_, dist) in enumerate(client.search(slug, query, k, strategy, coarse_k, coarse_dim, flt,
+                                                         mode=mode), 1):
             click.echo(f"{rank:3d}  {dist:.4f}  {id_}")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..chunking import Span, regex_tokenize
 from ..errors import PgmrlError
 
 # Texts are cut to this many characters before tokenising (far beyond any model's window; bounds the cost of a
@@ -44,6 +45,22 @@ class Embedder:
     def truncated(self, texts: list[str], kind: str = "document") -> list[bool]:
         """Which texts are longer than what the model reads (their vectors cover the beginning only)."""
         return [len(t) > MAX_CHARS for t in texts]
+
+    def token_spans(self, text: str) -> list[Span]:
+        """The character spans of the tokens of `text` (without special tokens): approximate unless the model's
+        tokenizer is at hand."""
+        return regex_tokenize(text)
+
+    def count_tokens(self, texts: list[str], kind: str = "document") -> list[int]:
+        """Tokens of each text without the prefix and the special tokens (what token_budget is compared with)."""
+        return [len(self.token_spans(t)) for t in texts]
+
+    def token_budget(self, kind: str = "document") -> int:
+        """Tokens of a text the model reads whole: its window less the prefix and the special tokens (an
+        approximate tokenizer keeps a margin of a quarter)."""
+        window = self.config.max_seq_length or 512
+        prefix = self.config.query_prefix if kind == "query" else self.config.document_prefix
+        return max(16, (window - 2 - len(regex_tokenize(prefix))) * 3 // 4)
 
     def _prefixed(self, texts: list[str], kind: str) -> list[str]:
         if kind not in ("query", "document"):

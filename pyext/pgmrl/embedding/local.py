@@ -62,6 +62,26 @@ class SentenceTransformerEmbedder(Embedder):
         # limit None: the model states no token window, so only the character cap applies
         return [(limit is not None and len(i) > limit) or len(t) > MAX_CHARS for i, t in zip(ids, texts)]
 
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        with self._lock:
+            enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+                                       verbose=False)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"] if b > a]
+
+    def count_tokens(self, texts: list[str], kind: str = "document") -> list[int]:
+        if not texts:
+            return []
+        with self._lock:
+            ids = self.model.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return [len(i) for i in ids]
+
+    def token_budget(self, kind: str = "document") -> int:
+        tok = self.model.tokenizer
+        limit = self.model.max_seq_length or tok.model_max_length
+        prefix = self.config.query_prefix if kind == "query" else self.config.document_prefix
+        n_prefix = len(tok(prefix, add_special_tokens=False, verbose=False)["input_ids"]) if prefix else 0
+        return int(limit) - tok.num_special_tokens_to_add(pair=False) - n_prefix
+
     def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
         if not texts:
             return np.zeros((0, self.config.dims), dtype=np.float32)

@@ -34,6 +34,8 @@ class CreateSetRequest(BaseModel):
     source_table: Name
     text_column: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     mode: Literal["async", "sync"] = "async"
+    chunking: dict | Literal["none", "tokens", "paragraphs"] | None = None
+    text_search_config: Name = "english"
 
 
 @router.post("/api/v1/embedding-sets", tags=["sets"], status_code=201, responses={404: {}, 409: {}, 422: {}})
@@ -43,7 +45,9 @@ def create_set(req: CreateSetRequest, request: Request) -> dict:
     with Client(request.app.state.dsn, role=role_of(request)) as client:
         client.create_set(req.name, req.slug, req.source_table, req.text_column, config=req.embedding_config_id,
                           truncate_dim=req.truncate_dim, on_create=req.auto_embed_rules.on_create,
-                          on_update=req.auto_embed_rules.on_update, mode=req.mode)
+                          on_update=req.auto_embed_rules.on_update, mode=req.mode,
+                          chunking=None if req.chunking == "none" else req.chunking,
+                          text_search_config=req.text_search_config)
         return client.status(req.slug)[0] | {"name": req.name, "set_type": req.set_type}
 
 
@@ -73,17 +77,39 @@ def search(request: Request, q: Annotated[str, Query(min_length=1, max_length=MA
            k: Annotated[int, Query(ge=1, le=10000)] = 10,
            coarse_k: Annotated[int | None, Query(ge=1, le=100000)] = None,
            coarse_dim: Annotated[int | None, Query(ge=1, le=16000)] = None,
-           filter: Annotated[str | None, Query(max_length=10000, description='JSON object, e.g. {"section": "web"}')] = None
+           filter: Annotated[str | None, Query(max_length=10000, description='JSON object, e.g. {"section": "web"}')] = None,
+           mode: Literal["dense", "text", "hybrid"] = "dense",
+           dense_weight: Annotated[float, Query(ge=0)] = 1.0,
+           text_weight: Annotated[float, Query(ge=0)] = 1.0,
+           rrf_k: Annotated[int, Query(ge=0, le=100000)] = 60,
            ) -> dict:
+    """mode: dense (cosine distances), text (the full-text words alone: scores) or hybrid (both fused by reciprocal
+    rank fusion: fused scores, with each row's dense and text ranks)."""
     flt = _filter(filter)
     t0 = time.perf_counter()
     c = conn(request)
     name = scalar(c.execute("SELECT (mrl_internal._set(%s)).config", (set,)))
-    vec = get_embedder(config(request, name)).encode([q], kind="query")[0]
+    vec = None
+    if mode == "dense" or (mode == "hybrid" and dense_weight > 0):
+        vec = get_embedder(config(request, name)).encode([q], kind="query")[0]
     t1 = time.perf_counter()
-    rows = c.execute("SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
-                     (set, vec, k, strategy, coarse_k, coarse_dim, None if flt is None else Jsonb(flt))).fetchall()
+    jflt = None if flt is None else Jsonb(flt)
+    if mode == "hybrid":
+        cur = c.cursor(row_factory=psycopg.rows.dict_row)
+        results = cur.execute("SELECT id, score, dense_rank, text_rank, distance FROM mrl.hybrid_search(%s, %s, "
+                              "%s::vector, %s, %s, %s, %s, NULL, %s, %s)",
+                              (set, q, vec, k, dense_weight, text_weight, rrf_k, jflt, strategy)).fetchall()
+    elif mode == "text":
+        results = [{"id": r[0], "score": r[1]} for r in c.execute(
+            "SELECT id, score FROM mrl.text_search(%s, %s, %s, %s)", (set, q, k, jflt))]
+    else:
+        results = [{"id": r[0], "distance": r[1]} for r in c.execute(
+            "SELECT id, distance FROM mrl.search(%s, %s, %s, %s, %s, %s, %s)",
+            (set, vec, k, strategy, coarse_k, coarse_dim, jflt))]
     t2 = time.perf_counter()
-    return {"set": set, "strategy": strategy, "k": k, "ids": [r[0] for r in rows],
-            "distances": [r[1] for r in rows], "results": [{"id": r[0], "distance": r[1]} for r in rows],
-            "timings_ms": {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}}
+    out = {"set": set, "mode": mode, "strategy": strategy, "k": k, "ids": [r["id"] for r in results],
+           "results": results,
+           "timings_ms": {"embed": (t1 - t0) * 1000, "search": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}}
+    if mode == "dense":
+        out["distances"] = [r["distance"] for r in results]
+    return out

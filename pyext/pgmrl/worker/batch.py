@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 
+from .. import chunking
 from ..db import VectorList
 from ..embedding import Embedder, EmbeddingConfig
 from ..errors import PgmrlError
@@ -30,6 +31,8 @@ class Batches:
     processed: int
     failed: int
     _configs: dict[int, EmbeddingConfig]
+    _chunkings: dict[int, chunking.Chunking | None]
+    max_batch_tokens: int
     _embedder_for: Callable[[EmbeddingConfig], Embedder]
     _fk_retries: dict[int, int]
 
@@ -40,10 +43,12 @@ class Batches:
 
     def _embedder(self, set_id: int) -> Embedder:
         if set_id not in self._configs:
-            row = self._db().execute("SELECT config FROM mrl.embedding_sets WHERE id = %s", (set_id,)).fetchone()
+            row = self._db().execute("SELECT config, chunking FROM mrl.embedding_sets WHERE id = %s",
+                                     (set_id,)).fetchone()
             if row is None:  # dropped since its queue rows were read; the batch fails like any other
                 raise PgmrlError(f"embedding set {set_id} no longer exists")
             self._configs[set_id] = EmbeddingConfig.load(self._db(), row[0])
+            self._chunkings[set_id] = chunking.Chunking.from_json(row[1])
         return self._embedder_for(self._configs[set_id])
 
     def _claim_and_embed(self, set_id: int, only_qids: list[int] | None = None) -> tuple[int, list[int]]:
@@ -76,6 +81,9 @@ class Batches:
         todo = [(i, body, h) for i, body, h, stored in rows if body and h != stored]
         texts = [t[1] for t in todo]
         embedder = self._embedder(set_id)
+        cut = self._chunkings.get(set_id)
+        if cut is not None:
+            return self._embed_chunks(set_id, qids, todo, embedder, cut)
         vectors: np.ndarray | list[np.ndarray] = embedder.encode(texts, kind="document") if todo else []
         truncated = embedder.truncated(texts) if todo else []
         if any(truncated):
@@ -83,6 +91,41 @@ class Batches:
                      set_id, sum(truncated))
         conn.execute("SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s, %s)",
                      (set_id, qids, [t[0] for t in todo], [t[2] for t in todo], VectorList(vectors), truncated))
+        return qids
+
+    def _embed_chunks(self, set_id: int, qids: list[int], todo: list[tuple[str, str, str]], embedder: Embedder,
+                      cut: chunking.Chunking) -> list[int]:
+        """A chunked set: each text cut in the model's tokens, every chunk embedded (in model calls of at most
+        max_batch_tokens tokens), all chunks of a row written together."""
+        budget = embedder.token_budget("document")
+        ids: list[str] = []
+        hashes: list[str] = []
+        chunks: list[chunking.Chunk] = []
+        sizes: list[int] = []
+        for key, body, h in todo:
+            spans = embedder.token_spans(body)
+            parts = chunking.split(body, cut, spans, budget)
+            parts = chunking.fit(body, parts, spans, embedder.count_tokens, budget)
+            counts = embedder.count_tokens([p.text for p in parts])
+            ids += [key] * len(parts)
+            hashes += [h] * len(parts)
+            chunks += parts
+            sizes += counts
+        vectors: list[np.ndarray] = []
+        group: list[str] = []
+        used = 0
+        for part, n in zip(chunks, sizes):
+            if group and used + n > self.max_batch_tokens:
+                vectors.extend(embedder.encode(group, kind="document"))
+                group, used = [], 0
+            group.append(part.text)
+            used += n
+        if group:
+            vectors.extend(embedder.encode(group, kind="document"))
+        self._db().execute(
+            "SELECT mrl_internal._apply_batch(%s, %s, %s, %s, %s, NULL, %s, %s, %s)",
+            (set_id, qids, ids, hashes, VectorList(vectors), [c.number for c in chunks], [c.start for c in chunks],
+             [c.end for c in chunks]))
         return qids
 
     def _fail(self, qids: list[int], exc: Exception) -> None:

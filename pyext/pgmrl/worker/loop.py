@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from ..chunking import Chunking
 from ..db import connect, scalar
 from ..embedding import Embedder, EmbeddingConfig, get_embedder
 from ..errors import DatabaseUnavailable, SchemaMismatch
@@ -40,7 +41,8 @@ class Worker(Batches):
                  stop_event: threading.Event | None = None, device: str | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  embedder_for: Callable[[EmbeddingConfig], Embedder] | None = None, metrics: Metrics | None = None,
-                 transaction_timeout: float = 300.0, lock_timeout: float = 30.0, listen_dsn: str | None = None):
+                 transaction_timeout: float = 300.0, lock_timeout: float = 30.0, listen_dsn: str | None = None,
+                 max_batch_tokens: int = 16384):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.dsn = dsn
@@ -53,6 +55,8 @@ class Worker(Batches):
         self.on_progress = on_progress
         self._embedder_for = embedder_for or (lambda cfg: get_embedder(cfg, device=device))
         self._configs: dict[int, EmbeddingConfig] = {}
+        self._chunkings: dict[int, Chunking | None] = {}
+        self.max_batch_tokens = max_batch_tokens
         self.conn: psycopg.Connection | None = None
         self.listen_conn: psycopg.Connection | None = None
         self.metrics = metrics  # shared with the HTTP server's /metrics
@@ -146,6 +150,7 @@ class Worker(Batches):
             fit_due_rotations(conn)
             if switch_due_sets(conn):
                 self._configs.clear()
+                self._chunkings.clear()
         return total
 
     def _wait(self) -> None:
