@@ -186,3 +186,12 @@ def test_chunking_is_checked_and_changed_blue_green(chunked, embedder):
     chunked.run_worker(once=True)
     assert conn.execute("SELECT chunking ->> 'method' FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0] == "paragraphs"
     check_chunks(conn, "docs", "body", embedder=embedder)
+
+
+def test_set_embeddings_of_a_chunked_set_are_the_first_chunks(chunked):
+    conn = chunked.conn
+    vt = conn.execute("SELECT mrl.vectors_table('docs')::text").fetchone()[0]
+    first = {str(i): e for i, e in conn.execute(f"SELECT id, embedding FROM {vt} WHERE chunk = 0 AND id <= 5")}
+    got = conn.execute("SELECT id, embedding FROM mrl.set_embeddings('docs', ARRAY['1', '2', '3', '4', '5'])").fetchall()
+    assert len(got) == 5 and all(str(e) == str(first[i]) for i, e in got)
+    assert conn.execute(f"SELECT count(*) FROM {vt} WHERE id <= 5").fetchone()[0] > 5  # there were other chunks

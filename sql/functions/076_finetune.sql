@@ -45,7 +45,8 @@ BEGIN
 END
 $fn$;
 
--- The stored full vectors of some of a set's rows (what hard-negative mining compares). Runs as the caller: the
+-- The stored full vectors of some of a set's rows (what hard-negative mining compares; a chunked set's first
+-- chunks). Runs as the caller: the
 -- vectors table's row-level security shows only rows of a source the caller may read.
 CREATE OR REPLACE FUNCTION mrl.set_embeddings(set_slug text, ids text[])
 RETURNS TABLE (id text, embedding @vec@.vector)
@@ -60,8 +61,13 @@ BEGIN
     PERFORM mrl_internal._check_tables(s);
     SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO key_type
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = s.vectors_table AND a.attname = 'id';
-    RETURN QUERY EXECUTE format('SELECT v.id::text, v.embedding FROM %s v WHERE v.id = ANY ($1::%s[])',
-                                s.vectors_table, key_type)
+    -- a chunked set: the vector of each row's first chunk (its beginning, what a model with a short window sees)
+    RETURN QUERY EXECUTE format('SELECT v.id::text, v.embedding FROM %s v WHERE v.id = ANY ($1::%s[])%s',
+                                s.vectors_table, key_type,
+                                CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                                   WHERE a.attrelid = s.vectors_table AND a.attname = 'chunk'
+                                                     AND NOT a.attisdropped)
+                                     THEN ' AND v.chunk = 0' ELSE '' END)
         USING ids;
 END
 $fn$;

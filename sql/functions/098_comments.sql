@@ -32,7 +32,7 @@ COMMENT ON FUNCTION mrl.recommend_config(bool, bool, bool, bool, bool, bool) IS 
 COMMENT ON FUNCTION mrl.set_documents(text) IS 'The texts a set embeds (id, body), for fine-tuning and inspection; needs SELECT on the source.';
 COMMENT ON FUNCTION mrl.set_document_pairs(text, text) IS
     'Real query-document pairs for fine-tuning: each row''s text (body) with a query taken from its own column or expression (checked like a set''s text expression); runs as the caller.';
-COMMENT ON FUNCTION mrl.set_embeddings(text, text[]) IS 'The stored full vectors of the given rows of a set (rows of sources the caller may read).';
+COMMENT ON FUNCTION mrl.set_embeddings(text, text[]) IS 'The stored full vectors of the given rows of a set (a chunked set: each row''s first chunk; rows of sources the caller may read).';
 COMMENT ON FUNCTION mrl.embed(text, text, text) IS
     'Embeds text through the sidecar (plpython3u, or dblink to its PostgreSQL-protocol endpoint), with the config''s query or document prefix. Refuses a vector written as text.';
 COMMENT ON FUNCTION mrl.configure_sidecar(text, text, numeric) IS 'Where SQL reaches the sidecar (URL, token, timeout); the schema owner''s.';

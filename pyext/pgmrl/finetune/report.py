@@ -37,9 +37,10 @@ def corpus_ids(all_ids: Sequence[str], required: Sequence[str], max_docs: int, s
 
 def base_document_vectors(conn, slug: str, set_config: str, base: EmbeddingConfig, ids: Sequence[str],
                           texts: dict[str, str]) -> np.ndarray:
-    """The base model's document vectors: the set's stored ones when the set uses the base model and all are there,
-    else encoded now."""
-    if set_config == base.name:
+    """The base model's document vectors: the set's stored ones when the set uses the base model, is not chunked (a
+    chunk's vector is not the document's) and all are there; else encoded now."""
+    chunked = conn.execute("SELECT (mrl_internal._set(%s)).chunking IS NOT NULL", (slug,)).fetchone()[0]
+    if set_config == base.name and not chunked:
         stored = stored_vectors(conn, slug, ids)
         if len(stored) == len(ids):
             return np.vstack([stored[d] for d in ids])
