@@ -8,8 +8,8 @@ import uuid
 import numpy as np
 import psycopg
 import pytest
-from helpers import check_invariant, login_dsn, make_docs_table
 
+from helpers import check_invariant, login_dsn, make_docs_table
 from pgmrl.worker import Worker
 
 N = 2000
