@@ -72,8 +72,11 @@ def test_storage_reproduces_the_guide_table():
                                    "--truncate-dim", "128"])
     assert out.exit_code == 0, out.output
     assert "3.0 GB full, 0.5 GB at 128 dims" in out.output
-    assert "embedding vector(768)" in out.output and "coarse halfvec(128)" in out.output
-    assert "3.08 GB" in out.output and "0.26 GB" in out.output  # (768*4+8) and (128*2+8) bytes x 1M
+    assert "embedding halfvec(768)" in out.output and "coarse halfvec(128)" in out.output
+    assert "1.54 GB" in out.output and "0.26 GB" in out.output  # (768*2+8) and (128*2+8) bytes x 1M
+    single = CliRunner().invoke(cli, ["storage", "--model", "nomic-embed-text-v1.5", "--truncate-dim", "128",
+                                      "--full-type", "vector"]).output
+    assert "embedding vector(768)" in single and "3.08 GB" in single  # (768*4+8) bytes x 1M
     for model, gb in (("all-minilm-l6-v2", "1.5"), ("bge-large-en-v1.5", "4.0"), ("e5-mistral-7b", "16.0")):
         assert f"{gb} GB full" in CliRunner().invoke(cli, ["storage", "--model", model]).output
     bad = CliRunner().invoke(cli, ["storage", "--model", "nope"])
@@ -86,8 +89,9 @@ def test_storage_of_a_set_is_measured(loaded, dsn):
     assert "3,000 vectors of 384 dims, coarse 128 dims" in out.output and "docs_coarse_hnsw" in out.output
     conn = loaded.conn
     emb, coarse = conn.execute("SELECT sum(pg_column_size(embedding)), sum(pg_column_size(coarse)) FROM mrl_data.docs").fetchone()
-    layout = dict(guide.layout(384, 3000, 128))
-    assert emb == layout["embedding vector(384)"] and coarse == layout["coarse halfvec(128)"]  # first principles
+    layout = dict(guide.layout(384, 3000, 128))  # (the default full_type, halfvec)
+    assert emb == layout["embedding halfvec(384)"] and coarse == layout["coarse halfvec(128)"]  # first principles
+    assert dict(guide.layout(384, 3000, 128, full_type="vector"))["embedding vector(384)"] == 2 * emb - 8 * 3000
     measured = conn.execute("SELECT size_bytes FROM mrl.search_indexes('docs') WHERE kind = 'coarse'").fetchone()[0]
     estimate = layout["coarse HNSW index (m 16), estimate"]
     assert abs(estimate - measured) / measured < 0.15, (estimate, measured)

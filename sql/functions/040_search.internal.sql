@@ -248,9 +248,11 @@ AS $fn$
             'WITH candidates AS MATERIALIZED (SELECT v.id, v.embedding FROM %s ORDER BY %s LIMIT $2)
              SELECT c.id::text, (c.embedding OPERATOR(@vec@.<=>) $3)::float8 AS distance FROM candidates c ORDER BY 2 LIMIT $4',
             src, dist1)
+        -- ("+ 0": sorted again by the distance itself; PostgreSQL 18 may take the CTE's index order as its order,
+        -- and an HNSW index computes distances in its own arithmetic, a few 1e-6 apart from the operator's)
         ELSE format(
             'WITH candidates AS MATERIALIZED (SELECT v.id, (%2$s)::float8 AS distance FROM %1$s ORDER BY %2$s LIMIT $4)
-             SELECT c.id::text, c.distance FROM candidates c ORDER BY 2',
+             SELECT c.id::text, c.distance FROM candidates c ORDER BY c.distance + 0',
             src, dist1) END
 $fn$;
 

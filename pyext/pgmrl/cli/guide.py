@@ -101,8 +101,10 @@ def recommend(llm_rerank, storage, domain, multilingual, code, speed, as_json):
 @click.option("--rows", type=int, default=1_000_000, show_default=True, help="Rows (documents) to size for.")
 @click.option("--truncate-dim", type=int, help="Coarse (truncated) dimension.")
 @click.option("--m", default=16, show_default=True, help="HNSW neighbours per node for the index estimate.")
+@click.option("--full-type", type=click.Choice(["halfvec", "vector"]), default="halfvec", show_default=True,
+              help="How the set keeps its full vectors (create-set --full-type).")
 @click.option("--set", "slug", help="Report the measured sizes of an existing set instead.")
-def storage(dsn, model, dims, rows, truncate_dim, m, slug):
+def storage(dsn, model, dims, rows, truncate_dim, m, full_type, slug):
     """Storage per model and row count: the guide's float32 figure, and what pgmrl actually stores (full
     vector, halfvec coarse vector, HNSW index estimates). With --set, sizes measured in PostgreSQL."""
     if slug:
@@ -130,7 +132,7 @@ def storage(dsn, model, dims, rows, truncate_dim, m, slug):
     click.echo(f"guide (float32 vectors): {guide.guide_gb(d, rows):.1f} GB full"
                + (f", {guide.guide_gb(truncate_dim, rows):.1f} GB at {truncate_dim} dims" if truncate_dim else ""))
     click.echo("what pgmrl stores (decimal GB):")
-    parts = guide.layout(d, rows, truncate_dim, m)
+    parts = guide.layout(d, rows, truncate_dim, m, full_type)
     for label, size in parts:
         click.echo(f"  {label:48s} {_gb(size)}")
     core = sum(size for label, size in parts if not label.startswith("optional"))
@@ -144,8 +146,9 @@ def _measured(dsn: str, slug: str) -> None:
     from ..db import connect, one, scalar
 
     with connect(dsn, autocommit=True) as conn:
-        vt, dims, tdim = one(conn.execute("SELECT (s).vectors_table::text, (s).dims, (s).truncate_dim "
-                                          "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)))
+        vt, dims, tdim, full_type = one(conn.execute(
+            "SELECT (s).vectors_table::text, (s).dims, (s).truncate_dim, (s).full_type "
+            "FROM (SELECT mrl_internal._set(%s) AS s) x", (slug,)))
         n, emb, coarse = one(conn.execute(f"SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0), "
                                           f"coalesce(sum(pg_column_size(coarse)), 0) FROM {vt}"))
         table = scalar(conn.execute("SELECT pg_table_size(%s::regclass)", (vt,)))
@@ -156,6 +159,6 @@ def _measured(dsn: str, slug: str) -> None:
         for name, kind, dim, m, _efc, size in conn.execute("SELECT * FROM mrl.search_indexes(%s)", (slug,)):
             click.echo(f"  {f'index {name} ({kind}, {dim} dims, m {m})':48s} {_gb(size)}")
         if n:
-            est = guide.layout(dims, n, tdim)
+            est = guide.layout(dims, n, tdim, full_type=full_type)
             click.echo(f"  (estimate for the same rows: embedding {_gb(est[0][1]).strip()}"
                        + (f", coarse index {_gb(est[2][1]).strip()}" if tdim else "") + ")")

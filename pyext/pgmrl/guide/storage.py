@@ -22,16 +22,19 @@ def hnsw_bytes_per_row(value_bytes: int, m: int = 16) -> float:
     return 8192 / max(1, 8150 // per)
 
 
-def layout(dims: int, rows: int, truncate_dim: int | None = None, m: int = 16) -> list[tuple[str, float]]:
-    """What pgmrl stores for a set (bytes): the full vector, the halfvec coarse vector, the coarse HNSW index, and
-    the optional binary and full-dimension HNSW indexes."""
-    full = dims * FLOAT32 + VARLENA
-    out: list[tuple[str, float]] = [(f"embedding vector({dims})", full * rows)]
+def layout(dims: int, rows: int, truncate_dim: int | None = None, m: int = 16,
+           full_type: str = "halfvec") -> list[tuple[str, float]]:
+    """What pgmrl stores for a set (bytes): the full vector (`full_type`: halfvec, the default, or vector), the
+    halfvec coarse vector, the coarse HNSW index, and the optional binary and full-dimension HNSW indexes."""
+    if full_type not in ("halfvec", "vector"):
+        raise ValueError(f"full_type must be 'halfvec' or 'vector', not {full_type!r}")
+    full = dims * (HALF if full_type == "halfvec" else FLOAT32) + VARLENA
+    out: list[tuple[str, float]] = [(f"embedding {full_type}({dims})", full * rows)]
     if truncate_dim:
         coarse = truncate_dim * HALF + VARLENA
         out.append((f"coarse halfvec({truncate_dim})", coarse * rows))
         out.append((f"coarse HNSW index (m {m}), estimate", hnsw_bytes_per_row(coarse, m) * rows))
     out.append((f"optional binary HNSW on bit({dims}), estimate", hnsw_bytes_per_row(dims // 8 + VARLENA, m) * rows))
-    if dims <= 2000:
+    if dims <= (4000 if full_type == "halfvec" else 2000):  # pgvector's HNSW limits
         out.append((f"optional full-dimension HNSW (m {m}), estimate", hnsw_bytes_per_row(full, m) * rows))
     return out
