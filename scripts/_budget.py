@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -110,11 +111,20 @@ class MemoryGroup:
         return 0
 
     def remove(self) -> None:
-        for pid in self.tasks():  # a straggler: hand it back to the parent group rather than fail
-            try:
-                _write(self.path.parent / ("tasks" if self.version == 1 else "cgroup.procs"), str(pid))
-            except OSError:
-                pass
+        """Ends what is still inside (only processes this benchmark started are in the group), then removes it."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = self.tasks()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            for _ in range(50):
+                if not self.tasks():
+                    break
+                time.sleep(0.1)
         for _ in range(20):
             try:
                 self.path.rmdir()
@@ -196,19 +206,18 @@ class PgServer:
     def start(self, settings: dict[str, str], group: MemoryGroup | None) -> None:
         opts = f"-c listen_addresses='' -k {self.socket_dir} -p 5432 " + " ".join(
             f"-c {k}={shlex.quote(str(v))}" for k, v in settings.items())
+        self.running = True  # before: an interrupted start may leave a running server behind
         self._run(["pg_ctl", "start", "-D", str(self.data_dir), "-w", "-t", "120", "-l",
                    str(self.data_dir / "server.log"), "-o", opts], group)
-        self.running = True
 
     def stop(self, mode: str = "fast") -> None:
-        if not self.running:
-            return
-        if not (self.data_dir / "postmaster.pid").exists():  # it died (e.g. killed for memory)
+        """Stops the server if it runs (also one whose start was interrupted)."""
+        if not (self.data_dir / "postmaster.pid").exists():  # not started, stopped, or it died
             self.running = False
             return
         try:
             self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120"])
         except (RuntimeError, subprocess.TimeoutExpired):
-            if mode != "immediate":
+            if mode != "immediate" and (self.data_dir / "postmaster.pid").exists():
                 self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "60"])
         self.running = False

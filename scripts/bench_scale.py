@@ -325,6 +325,8 @@ def main() -> None:
         log(f"interrupted ({exc or 'Ctrl-C'}); cleaning up")
         raise SystemExit(130) from None
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for s in servers:
             with contextlib.suppress(Exception):
                 s.stop()
