@@ -102,6 +102,16 @@ class MemoryGroup:
         name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         return int(_read(self.path / name) or 0)
 
+    def stat(self) -> dict:
+        """The group's memory now, in bytes: anonymous (rss/anon), page cache (cache/file), shared memory."""
+        keys = {1: ("rss", "cache", "shmem", "mapped_file"), 2: ("anon", "file", "shmem", "file_mapped")}[self.version]
+        out = {}
+        for line in _read(self.path / "memory.stat").splitlines():
+            key, _, value = line.partition(" ")
+            if key in keys:
+                out[key] = int(value)
+        return out
+
     def oom_kills(self) -> int:
         text = _read(self.path / ("memory.oom_control" if self.version == 1 else "memory.events"))
         for line in text.splitlines():

@@ -421,6 +421,12 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
             f"refit {p['refit_s']:.1f} s (vectors table {mib(b)} -> {mib(a)} MiB), coarse index "
             f"{p['coarse_build_s']:.1f} s ({mib(p['coarse_index_bytes'])} MiB), tune {p['tune_s']:.1f} s -> {p['tuned']}")
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # a settled database: without this, autovacuum starts on the refit's dead rows at the first cold start
+        # of every budget, competes with the searches for the 2 cores and, under a tight budget, is the process
+        # the kernel kills (its dead-row store is private memory, up to maintenance_work_mem)
+        _, t = timed(lambda: conn.execute("VACUUM (ANALYZE)"))
+        log(f"VACUUM (ANALYZE) of the whole database in {t:.1f} s (the refit left one dead version per row)")
+        loads["vacuum_s"] = t
         for p in products.values():
             sizes[p["slug"]] = relation_sizes(conn, p["vectors_table"])
         sizes["database"] = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -520,7 +526,10 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         base = {"phase": phase, "config": cfg["label"], "budget": cfg["budget"], "shared_buffers": cfg["shared_buffers"],
                 "method": m.name, "knob_name": m.knob}
         try:
-            server.start({"shared_buffers": f"{cfg['shared_buffers'] // MiB}MB", "max_connections": 20}, group)
+            _, t = timed(lambda: server.start({"shared_buffers": f"{cfg['shared_buffers'] // MiB}MB",
+                                               "max_connections": 20}, group))
+            if t > 10:
+                log(f"  (the server took {t:.0f} s to start)")
         except RuntimeError as exc:
             log(f"  {m.name}: the server did not start under {cfg['label']}: {exc}")
             points.append({**base, "error": str(exc)})
@@ -545,6 +554,7 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
                         pt["knob_label"] = "tuned"
                     if group is not None:
                         pt["peak_bytes"] = group.peak()
+                        pt["memory_stat"] = group.stat()
                     points.append(pt)
                     log(f"  {m.name:18s} {m.knob}={pt.get('knob_label', knob)}: agreement {agr:.4f} "
                         f"p50 {pt['p50_ms']:.2f} ms p95 {pt['p95_ms']:.2f} ms")
@@ -560,8 +570,15 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         finally:
             if group is not None and group.oom_kills() > oom0:
                 log(f"  {m.name}: the kernel OOM-killed {group.oom_kills() - oom0} process(es) in the group")
-                points.append({**base, "oom_kills": group.oom_kills() - oom0, "error": "OOM kill in the group"})
-            server.stop()
+                last = points[-1] if points else {}
+                if last.get("method") == m.name and last.get("config") == cfg["label"] and "error" in last:
+                    last["error"] += " (OOM kill in the group)"
+                    last["oom_kills"] = group.oom_kills() - oom0
+                else:  # a process other than the measured backend was killed
+                    points.append({**base, "oom_kills": group.oom_kills() - oom0, "error": "OOM kill in the group"})
+            _, t = timed(server.stop)
+            if t > 10:
+                log(f"  (the server took {t:.0f} s to stop)")
 
     log(f"== knob sweep at {configs[0]['label']} (agreement does not depend on the budget) ==")
     for m in methods:
@@ -667,7 +684,7 @@ def report(result: dict, configs, methods, chosen, args) -> None:
             if p is None:
                 cells.append(f"{'-':>{width}s}")
             elif "error" in p:
-                cells.append(f"{'FAILED':>{width}s}")
+                cells.append(f"{'FAILED (OOM kill)' if 'OOM' in p['error'] else 'FAILED':>{width}s}")
             else:
                 peak = max(peak, p.get("peak_bytes", 0))
                 cells.append(f"{p['p50_ms']:7.2f} / {p['p95_ms']:7.2f}; {p['agreement']:.3f}".rjust(width))
