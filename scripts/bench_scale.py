@@ -101,15 +101,18 @@ def document_vectors(n: int, seed: int, data: Path) -> tuple[np.ndarray, np.ndar
     unit = real / np.linalg.norm(real, axis=1, keepdims=True)
     if n <= len(real):
         return real, unit, False
-    rng = np.random.default_rng(seed)
     out = np.empty((n, DIM), dtype=np.float32)
     out[:len(real)] = unit
     sigma = 0.3 / np.sqrt(DIM)  # noise of norm about 0.3 next to unit vectors
-    for start in range(len(real), n, 100_000):
-        c = min(100_000, n - start)
-        a = rng.uniform(0.25, 0.75, size=(c, 1)).astype(np.float32)
-        j, k = rng.integers(0, len(real), size=(2, c))
-        v = a * unit[j] + (1 - a) * unit[k] + rng.normal(0, sigma, size=(c, DIM)).astype(np.float32)
+    chunk = 100_000
+    for ci, start in enumerate(range(len(real), n, chunk)):
+        # one generator per fixed-size chunk: row i is the same whatever --rows is
+        rng = np.random.default_rng([seed, ci])
+        a = rng.uniform(0.25, 0.75, size=(chunk, 1)).astype(np.float32)
+        j, k = rng.integers(0, len(real), size=(2, chunk))
+        noise = rng.normal(0, sigma, size=(chunk, DIM)).astype(np.float32)
+        c = min(chunk, n - start)
+        v = a[:c] * unit[j[:c]] + (1 - a[:c]) * unit[k[:c]] + noise[:c]
         out[start:start + c] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out, out, True
 
