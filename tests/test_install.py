@@ -8,7 +8,8 @@ from pgmrl.client import Client
 
 MIGRATIONS = ["001_schema.sql", "001a_repair_early_001.sql", "002_dead_letters_truncation.sql", "003_alter_sets.sql",
               "004_search_tuning.sql", "005_providers_finetune.sql", "006_queue_intake.sql", "007_security.sql",
-              "007a_repair_early_007.sql", "008_install_record.sql", "009_chunks_full_text.sql"]
+              "007a_repair_early_007.sql", "008_install_record.sql", "009_chunks_full_text.sql",
+              "010_compact_storage.sql"]
 
 
 def test_install_twice_is_a_noop(client):

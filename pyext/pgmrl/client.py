@@ -56,10 +56,11 @@ class Client:
     def create_set(self, name: str, slug: str, table: str, text_column: str, *, config: str = "all-minilm-l6-v2",
                    truncate_dim: int | None = None, on_create: bool = True, on_update: bool = True,
                    coarse_method: str | None = None, mode: str = "async", chunking: dict | str | None = None,
-                   text_search_config: str = "english") -> str:
+                   text_search_config: str = "english", full_type: str = "halfvec") -> str:
         """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table.
         chunking: None (one vector per row), 'tokens', 'paragraphs' or {"method": ..., "size": ..., "overlap": ...}
-        (tokens of the model); text_search_config: the language of its full-text words (hybrid search)."""
+        (tokens of the model); text_search_config: the language of its full-text words (hybrid search);
+        full_type: how the full vectors are stored, 'halfvec' (2 bytes a dimension) or 'vector' (4 bytes)."""
         row = one(self.conn.execute("SELECT to_regclass(%s)::oid", (table,)))
         if row[0] is None:
             raise PgmrlError(f"table {table!r} does not exist (schema-qualify it if it is not on the search_path)")
@@ -68,9 +69,9 @@ class Client:
             (row[0],))]
         textexpr.validate(text_column, columns)
         return scalar(self.conn.execute(
-            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
+            "SELECT mrl.create_embedding_set(%s, %s, %s::oid::regclass, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
             (name, slug, row[0], text_column, config, truncate_dim, on_create, on_update, coarse_method,
-             mode, None if chunking is None else Jsonb(chunking), text_search_config)))
+             mode, None if chunking is None else Jsonb(chunking), text_search_config, full_type)))
 
     def set_exists(self, slug: str) -> bool:
         return self.conn.execute("SELECT 1 FROM mrl.embedding_sets WHERE slug = %s", (slug,)).fetchone() is not None
@@ -105,6 +106,13 @@ class Client:
             self.conn.execute("SELECT mrl.refit_rotation(%s)", (slug,))  # raises the explanatory error
         with connect(self.dsn, role=self.role) as conn:
             return fit_set_rotation(conn, set_id)
+
+    def compact(self, slug: str, full_type: str | None = None) -> tuple[int, int, str]:
+        """Rewrites the set's vectors table without dead rows, converting its full vectors to `full_type` when
+        given (the table's owner only); returns (bytes before, bytes after, the type now stored)."""
+        before, after, stored = one(self.conn.execute("SELECT * FROM mrl.compact_embedding_set(%s, %s)",
+                                                      (slug, full_type)))
+        return before, after, stored
 
     # -- embedding and search ---------------------------------------------------------------------------
     def config(self, name: str) -> EmbeddingConfig:

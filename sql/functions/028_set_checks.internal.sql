@@ -118,6 +118,10 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pgmrl_worker', vt);
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        -- so that the worker's automatic rotation refits can compact the table (mrl_internal._rewrite_coarse)
+        EXECUTE format('GRANT MAINTAIN ON %s TO pgmrl_worker', vt);
+    END IF;
     EXECUTE format('GRANT SELECT ON %s TO pgmrl_worker', source);
     IF NOT has_schema_privilege('pgmrl_worker', nsp, 'USAGE') THEN
         BEGIN

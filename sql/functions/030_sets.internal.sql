@@ -103,9 +103,11 @@ $fn$;
 -- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change). A chunked
 -- set keeps one row per chunk, keyed by (id, chunk), with the chunk's character offsets in the text [start, end).
 -- tsv: the full-text words of the row's (or chunk's) text, for mrl.hybrid_search.
+-- full_type: the full vector's type, 'vector' or 'halfvec' (mrl_internal._check_full_type).
 DROP FUNCTION IF EXISTS mrl_internal._create_vectors_table(text, regclass, name, text, int, int);
+DROP FUNCTION IF EXISTS mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool);
 CREATE OR REPLACE FUNCTION mrl_internal._create_vectors_table(slug text, source regclass, pk_col name, pk_typ text,
-                                                              dims int, tdim int, chunked bool DEFAULT false)
+                                                              dims int, tdim int, chunked bool, full_type text)
 RETURNS regclass
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -116,7 +118,7 @@ BEGIN
     EXECUTE format(
         'CREATE TABLE %s (
              id %s NOT NULL REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE,%s
-             embedding @vec@.vector(%s) NOT NULL,
+             embedding @vec@.%s(%s) NOT NULL,
              coarse @vec@.halfvec%s,
              content_hash text NOT NULL,
              embedded_at timestamptz NOT NULL DEFAULT now(),
@@ -128,12 +130,28 @@ BEGIN
              chunk int NOT NULL CHECK (chunk >= 0),
              start_char int NOT NULL,
              end_char int NOT NULL,' ELSE '' END,
-        dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END,
+        mrl_internal._check_full_type(full_type), dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END,
         CASE WHEN chunked THEN ', chunk' ELSE '' END);
     -- the vector stays in the row: a row longer than the page's toast threshold moves its words (tsv) out of line,
     -- never the vector that every re-rank reads
     EXECUTE format('ALTER TABLE %s ALTER COLUMN embedding SET STORAGE MAIN, ALTER COLUMN coarse SET STORAGE MAIN', vname);
     RETURN vname::regclass;
+END
+$fn$;
+
+-- How a set keeps its full vectors: 'halfvec' (2 bytes a dimension: stage 2 of a two-stage search reads half the
+-- pages, and cosine ranking barely changes; scripts/bench_scale.py) or 'vector' (4 bytes, pgvector's default type).
+CREATE OR REPLACE FUNCTION mrl_internal._check_full_type(full_type text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF full_type IS NULL OR full_type NOT IN ('halfvec', 'vector') THEN
+        RAISE EXCEPTION 'unknown full_type %', coalesce(quote_literal(full_type), 'NULL') USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use ''halfvec'' (half the storage, the default) or ''vector'' (single precision).';
+    END IF;
+    RETURN full_type;
 END
 $fn$;
 

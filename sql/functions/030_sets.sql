@@ -12,7 +12,8 @@ CREATE OR REPLACE FUNCTION mrl.create_embedding_set(
     coarse_method text DEFAULT NULL,
     mode text DEFAULT 'async',
     chunking jsonb DEFAULT NULL,
-    text_search_config text DEFAULT 'english'
+    text_search_config text DEFAULT 'english',
+    full_type text DEFAULT 'halfvec'
 )
 RETURNS regclass
 LANGUAGE plpgsql
@@ -27,6 +28,7 @@ DECLARE
     vt regclass;
     chunks jsonb;
     ts_config text := mrl_internal._check_ts_config(text_search_config);
+    ftype text := mrl_internal._check_full_type(full_type);
 BEGIN
     PERFORM mrl_internal._check_new_set(name, slug, mode);
     PERFORM mrl_internal._check_source(source);
@@ -45,11 +47,12 @@ BEGIN
               HINT = 'Use mode => ''async'': the worker cuts the texts with the model''s own tokenizer.';
     END IF;
 
-    vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim, chunks IS NOT NULL);
+    vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim, chunks IS NOT NULL, ftype);
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
-                                    coarse_method, on_create, on_update, mode, vectors_table, chunking, text_search_config)
+                                    coarse_method, on_create, on_update, mode, vectors_table, chunking, text_search_config,
+                                    full_type)
     VALUES (name, slug, source, key.pk_col, key.pk_typ, text_column, c.name, c.dims, plan.tdim, plan.method,
-            on_create, on_update, mode, vt, chunks, ts_config)
+            on_create, on_update, mode, vt, chunks, ts_config, ftype)
     RETURNING * INTO s;  -- embedding_sets_check validated and canonicalised the text expression
     IF plan.method <> 'none' THEN
         EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);

@@ -39,7 +39,8 @@ BEGIN
     END IF;
     UPDATE mrl.embedding_sets
        SET default_coarse_k = replacement.default_coarse_k, binary_coarse_k = replacement.binary_coarse_k,
-           default_ef_search = replacement.default_ef_search, tuned_at = NULL, tuned_agreement = NULL
+           default_ef_search = replacement.default_ef_search, tuned_at = NULL, tuned_agreement = NULL,
+           tuned_agreement_low = NULL
      WHERE id = old.id;
     IF old.tuned_at IS NOT NULL THEN
         RAISE NOTICE 'set "%": its coarse vectors changed, so the tuned search settings were reset to the defaults (coarse_k %)',

@@ -1,10 +1,11 @@
 -- Changing a set's model or coarse dimension without a gap (blue/green): a hidden set is embedded in the
 -- background by the ordinary worker while the old vectors keep serving, then takes the set's place atomically.
 
--- chunking: NULL keeps the set's; '"none"' stops chunking. text_search_config: NULL keeps the set's.
+-- chunking: NULL keeps the set's; '"none"' stops chunking. text_search_config, full_type: NULL keeps the set's
+-- (to change only the full vectors' type, mrl.compact_embedding_set converts them in place without re-embedding).
 CREATE OR REPLACE FUNCTION mrl.alter_embedding_set(set_slug text, config text DEFAULT NULL, truncate_dim int DEFAULT NULL,
                                                    coarse_method text DEFAULT NULL, chunking jsonb DEFAULT NULL,
-                                                   text_search_config text DEFAULT NULL)
+                                                   text_search_config text DEFAULT NULL, full_type text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -20,9 +21,10 @@ BEGIN
         RAISE EXCEPTION 'set "%" is already being re-embedded', s.slug USING ERRCODE = 'object_in_use',
               HINT = format('Wait for it (SELECT * FROM mrl.set_status(%L)), or cancel: SELECT mrl.drop_embedding_set(%L).', next_slug, next_slug);
     END IF;
-    IF config IS NULL AND truncate_dim IS NULL AND coarse_method IS NULL AND chunking IS NULL AND text_search_config IS NULL THEN
+    IF config IS NULL AND truncate_dim IS NULL AND coarse_method IS NULL AND chunking IS NULL AND text_search_config IS NULL
+       AND full_type IS NULL THEN
         RAISE EXCEPTION 'nothing to change' USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Give a new config, truncate_dim, coarse_method, chunking or text_search_config.';
+              HINT = 'Give a new config, truncate_dim, coarse_method, chunking, text_search_config or full_type.';
     END IF;
     -- The same rules as a new set: validated by create_embedding_set itself.
     PERFORM mrl.create_embedding_set(s.name, next_slug, s.source, s.text_expr, coalesce(config, s.config),
@@ -30,7 +32,8 @@ BEGIN
                                      s.on_create, s.on_update,
                                      coalesce(coarse_method, CASE WHEN config IS NULL AND s.coarse_method <> 'none'
                                                                   THEN s.coarse_method END),
-                                     'async', coalesce(chunking, s.chunking), coalesce(text_search_config, s.text_search_config));
+                                     'async', coalesce(chunking, s.chunking), coalesce(text_search_config, s.text_search_config),
+                                     coalesce(full_type, s.full_type));
     UPDATE mrl.embedding_sets SET replaces = s.id, rotation_min_rows = s.rotation_min_rows WHERE slug = next_slug;
     PERFORM mrl_internal._copy_indexes(s, next_slug);
     RETURN format('re-embedding "%s" as "%s"; the old vectors serve until it is complete, then `pgmrl serve` switches '
@@ -80,7 +83,7 @@ BEGIN
        SET config = n.config, dims = n.dims, truncate_dim = n.truncate_dim, coarse_method = n.coarse_method,
            vectors_table = n.vectors_table, rotation_version = n.rotation_version, rotation_rows = n.rotation_rows,
            rotation_fitted_at = n.rotation_fitted_at, rotation_requested_at = n.rotation_requested_at,
-           chunking = n.chunking, text_search_config = n.text_search_config
+           chunking = n.chunking, text_search_config = n.text_search_config, full_type = n.full_type
      WHERE id = s.id;
     PERFORM mrl_internal._reset_tuning(s, n);
     DELETE FROM mrl.embedding_sets WHERE id = n.id;

@@ -33,6 +33,13 @@ BEGIN
 END
 $fn$;
 
+-- The cosine operator class of a set's full vectors.
+CREATE OR REPLACE FUNCTION mrl_internal._full_opclass(full_type text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT CASE full_type WHEN 'halfvec' THEN 'halfvec_cosine_ops' ELSE 'vector_cosine_ops' END $fn$;
+
 -- Builds on a replacement set (mrl.alter_embedding_set) the extra indexes its original has, with the same m.
 CREATE OR REPLACE FUNCTION mrl_internal._copy_indexes(from_set mrl.embedding_sets, to_slug text)
 RETURNS void

@@ -12,12 +12,14 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     s mrl.embedding_sets := mrl_internal._set(set_slug);
+    max_dims int := CASE s.full_type WHEN 'halfvec' THEN 4000 ELSE 2000 END;
 BEGIN
-    IF s.dims > 2000 THEN
-        RAISE EXCEPTION 'pgvector''s HNSW indexes vectors of at most 2000 dimensions; set "%" stores %', s.slug, s.dims
+    IF s.dims > max_dims THEN
+        RAISE EXCEPTION 'pgvector''s HNSW indexes % of at most % dimensions; set "%" stores %', s.full_type, max_dims, s.slug, s.dims
             USING ERRCODE = 'feature_not_supported', HINT = 'Use the two-stage search on the coarse vector instead.';
     END IF;
-    RETURN mrl_internal._build_index(s, '_full_hnsw', '(embedding @vec@.vector_cosine_ops)', m, ef_construction);
+    RETURN mrl_internal._build_index(s, '_full_hnsw', format('(embedding @vec@.%s)', mrl_internal._full_opclass(s.full_type)),
+                                     m, ef_construction);
 END
 $fn$;
 

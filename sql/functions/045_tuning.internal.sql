@@ -65,3 +65,17 @@ AS $fn$
       FROM jsonb_array_elements(results) WITH ORDINALITY r(v, i)
       JOIN jsonb_array_elements(truth) WITH ORDINALITY t(v, i) ON r.i = t.i
 $fn$;
+
+-- The lower bound of a one-sided 95% confidence interval on the mean agreement: mean - 1.645 standard errors of the
+-- per-query shares (0 standard error for one query).
+CREATE OR REPLACE FUNCTION mrl_internal._agreement_low(results jsonb, truth jsonb)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT avg(a) - 1.645 * coalesce(stddev_samp(a), 0) / sqrt(greatest(count(*), 1))
+      FROM (SELECT (SELECT count(*) FROM jsonb_array_elements_text(t.v) e WHERE r.v ? e)::double precision
+                   / greatest(jsonb_array_length(t.v), 1) AS a
+              FROM jsonb_array_elements(results) WITH ORDINALITY r(v, i)
+              JOIN jsonb_array_elements(truth) WITH ORDINALITY t(v, i) ON r.i = t.i) x
+$fn$;

@@ -30,10 +30,24 @@ END
 $fn$;
 
 -- Finds the smallest coarse_k (with ef_search = coarse_k, then 2 * coarse_k) whose agreement@k with exact search
--- reaches target_recall on a sample, and stores it as the set's default. Returns every trial.
-CREATE OR REPLACE FUNCTION mrl.tune(set_slug text, target_recall double precision DEFAULT 0.99, sample int DEFAULT 200,
+-- reaches target_recall on a sample with a margin: the lower bound of its one-sided 95% confidence interval
+-- (agreement_low: mean - 1.645 standard errors of the per-query agreement) must reach the target, so that fresh
+-- queries read at least the target too (the mean alone is tuned to the sample: it read 0.986-0.996 on fresh samples).
+-- Stores it as the set's default and returns every trial.
+DO $drop$
+BEGIN
+    -- before agreement_low, the result had another shape (CREATE OR REPLACE cannot change it)
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.oid = pg_catalog.to_regprocedure('mrl.tune(text, double precision, int, int, text, double precision)')
+                  AND NOT 'agreement_low' = ANY (p.proargnames)) THEN
+        DROP FUNCTION mrl.tune(text, double precision, int, int, text, double precision);
+    END IF;
+END
+$drop$;
+CREATE OR REPLACE FUNCTION mrl.tune(set_slug text, target_recall double precision DEFAULT 0.99, sample int DEFAULT 500,
                                    k int DEFAULT 10, strategy text DEFAULT NULL, noise double precision DEFAULT 1.2)
-RETURNS TABLE (coarse_k int, ef_search int, agreement double precision, p50_ms double precision, chosen bool)
+RETURNS TABLE (coarse_k int, ef_search int, agreement double precision, p50_ms double precision, chosen bool,
+               agreement_low double precision)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -46,12 +60,15 @@ DECLARE
     ck int;
     ef int;
     agree double precision;
+    low double precision;
+    best_low double precision;
     best_ck int;
     best_ef int;
     best double precision := -1;
     cks int[] := '{}';
     efs int[] := '{}';
     agrees double precision[] := '{}';
+    lows double precision[] := '{}';
     p50s double precision[] := '{}';
     old_ef text := current_setting('hnsw.ef_search', true);
 BEGIN
@@ -82,24 +99,27 @@ BEGIN
             PERFORM mrl_internal._scan_settings(greatest(ef, 1), false);
             run := mrl_internal._run_queries(s.slug, qs, k, strat, ck);
             agree := mrl_internal._agreement(run.results, truth);
-            cks := cks || ck; efs := efs || ef; agrees := agrees || agree; p50s := p50s || run.p50_ms;
+            low := mrl_internal._agreement_low(run.results, truth);
+            cks := cks || ck; efs := efs || ef; agrees := agrees || agree; lows := lows || low; p50s := p50s || run.p50_ms;
             IF agree > best THEN
-                best := agree; best_ck := ck; best_ef := ef;
+                best := agree; best_low := low; best_ck := ck; best_ef := ef;
             END IF;
-            EXIT grid WHEN agree >= target_recall;
+            EXIT grid WHEN low >= target_recall;
         END LOOP;
     END LOOP;
     PERFORM set_config('hnsw.ef_search', coalesce(nullif(old_ef, ''), '40'), true);
-    IF best < target_recall THEN
-        RAISE WARNING 'set "%": agreement % is the best reached (coarse_k %), below the target %', s.slug, round(best::numeric, 4), best_ck, target_recall;
+    IF best_low < target_recall THEN
+        RAISE WARNING 'set "%": agreement % (lower bound %) is the best reached (coarse_k %), below the target %',
+            s.slug, round(best::numeric, 4), round(best_low::numeric, 4), best_ck, target_recall
+            USING HINT = 'A larger sample narrows the margin; a larger coarse dimension or the hnsw strategy reaches higher.';
     END IF;
     UPDATE mrl.embedding_sets e
        SET default_coarse_k = CASE WHEN strat = 'two_stage' THEN best_ck ELSE e.default_coarse_k END,
            binary_coarse_k = CASE WHEN strat = 'binary_two_stage' THEN best_ck ELSE e.binary_coarse_k END,
            default_ef_search = CASE WHEN strat = 'two_stage' THEN best_ef ELSE s.default_ef_search END,
-           tuned_at = now(), tuned_agreement = best
+           tuned_at = now(), tuned_agreement = best, tuned_agreement_low = best_low
      WHERE e.id = s.id;
-    RETURN QUERY SELECT t.ck, t.ef, t.agree, t.p50, (t.ck = best_ck AND t.ef = best_ef)
-                   FROM unnest(cks, efs, agrees, p50s) t(ck, ef, agree, p50);
+    RETURN QUERY SELECT t.ck, t.ef, t.agree, t.p50, (t.ck = best_ck AND t.ef = best_ef), t.low
+                   FROM unnest(cks, efs, agrees, p50s, lows) t(ck, ef, agree, p50, low);
 END
 $fn$;

@@ -41,7 +41,7 @@ DECLARE
     vt regclass := s.vectors_table;
 BEGIN
     PERFORM mrl_internal._check_tables(s);
-    RETURN QUERY EXECUTE format('SELECT embedding FROM %s ORDER BY md5(id::text) LIMIT $1', vt) USING sample;
+    RETURN QUERY EXECUTE format('SELECT embedding::@vec@.vector FROM %s ORDER BY md5(id::text) LIMIT $1', vt) USING sample;
 END
 $fn$;
 
@@ -53,7 +53,6 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     s mrl.embedding_sets;
-    idx text;
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _store_rotation.set_id FOR UPDATE;
     PERFORM mrl_internal._check_tables(s);
@@ -67,15 +66,37 @@ BEGIN
        SET rotation_version = rotation_version + 1, rotation_rows = fitted_rows,
            rotation_fitted_at = clock_timestamp(), rotation_requested_at = NULL
      WHERE id = s.id;
-    -- Rewrite the coarse vectors. Rebuilding the index once is cheaper than updating it row by row, but only the
-    -- table's owner may; the least-privileged worker role updates in place.
-    idx := s.slug || '_coarse_hnsw';
-    IF EXISTS (SELECT FROM pg_class WHERE oid = s.vectors_table AND pg_has_role(relowner, 'USAGE')) THEN
-        EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', idx);
-        EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
-        EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', idx, s.vectors_table);
-    ELSE
-        EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding)', s.vectors_table) USING s.id;
+    PERFORM mrl_internal._rewrite_coarse(s);
+END
+$fn$;
+
+-- Every coarse vector of a set computed again (after a new rotation), leaving no dead rows behind: an UPDATE of
+-- every row would keep each old version until a VACUUM FULL (the table twice its size, and stage 2's reads spread
+-- over twice the pages). The table's owner rewrites it once with ALTER TABLE ... USING, which writes each row and
+-- builds each index once. Another role (the least-privileged worker) may only update in place: it compacts the
+-- table with CLUSTER where it holds MAINTAIN on it (PostgreSQL 17+); else the dead rows stay until the owner runs
+-- mrl.compact_embedding_set (mrl.set_status shows the table's dead share).
+CREATE OR REPLACE FUNCTION mrl_internal._rewrite_coarse(s mrl.embedding_sets)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    vt regclass := s.vectors_table;
+BEGIN
+    IF mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN coarse TYPE @vec@.halfvec(%s) USING mrl.coarse_of(%s, embedding::@vec@.vector)',
+                       vt, s.truncate_dim, s.id);
+        RETURN 'rewritten';
     END IF;
+    EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding::@vec@.vector)', vt) USING s.id;
+    IF current_setting('server_version_num')::int >= 170000 THEN  -- (the privilege is unknown before)
+        IF has_table_privilege(vt, 'MAINTAIN') THEN
+            EXECUTE format('CLUSTER %s USING %I', vt, (SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                                                         WHERE i.indrelid = vt AND i.indisprimary));
+            RETURN 'updated and clustered';
+        END IF;
+    END IF;
+    RETURN 'updated in place';
 END
 $fn$;

@@ -62,7 +62,7 @@ BEGIN
     SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO key_type
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = s.vectors_table AND a.attname = 'id';
     -- a chunked set: the vector of each row's first chunk (its beginning, what a model with a short window sees)
-    RETURN QUERY EXECUTE format('SELECT v.id::text, v.embedding FROM %s v WHERE v.id = ANY ($1::%s[])%s',
+    RETURN QUERY EXECUTE format('SELECT v.id::text, v.embedding::@vec@.vector FROM %s v WHERE v.id = ANY ($1::%s[])%s',
                                 s.vectors_table, key_type,
                                 CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
                                                    WHERE a.attrelid = s.vectors_table AND a.attname = 'chunk'

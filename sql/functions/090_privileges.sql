@@ -84,7 +84,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._reset_tuning(mrl.embedding_sets, mrl.embedding_sets), mrl_internal._strategies(), mrl_internal._check_strategy(text, text[]),
     mrl_internal._check_new_set(text, text, text), mrl_internal._source_key(regclass),
     mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),
-    mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool),
+    mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool, text), mrl_internal._check_full_type(text),
     mrl_internal._check_chunking(jsonb, mrl.embedding_configs), mrl_internal._check_ts_config(text),
     mrl_internal._search_chunked(mrl.embedding_sets, @vec@.vector, int, text, int, int, jsonb),
     mrl_internal._text_ranks(mrl.embedding_sets, text, int, jsonb),
@@ -92,7 +92,8 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._check_searchable(mrl.embedding_sets, bool), mrl_internal._stage1_distance(mrl.embedding_sets, text, int),
     mrl_internal._search_sql(text, text, text),
     mrl_internal._sample_queries(mrl.embedding_sets, int, double precision),
-    mrl_internal._run_queries(text, @vec@.vector[], int, text, int), mrl_internal._agreement(jsonb, jsonb)
+    mrl_internal._run_queries(text, @vec@.vector[], int, text, int), mrl_internal._agreement(jsonb, jsonb),
+    mrl_internal._agreement_low(jsonb, jsonb)
   TO PUBLIC;
 
 DO $grants$

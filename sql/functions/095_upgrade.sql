@@ -43,6 +43,9 @@ BEGIN
                  -- before chunking and the full-text words
                  'mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text)',
                  'mrl.alter_embedding_set(text, text, int, text)',
+                 -- before full_type (compact storage)
+                 'mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text, jsonb, text)',
+                 'mrl.alter_embedding_set(text, text, int, text, jsonb, text)',
                  -- before owners (fe255e2)
                  'mrl_internal._may_see(regclass)',
                  -- before the exact trigger shape (fe255e2)

@@ -5,13 +5,15 @@ COMMENT ON FUNCTION mrl.sql_embedding_available() IS
     'Whether SQL can embed text here (plpython3u installed the sidecar client): mrl.embed, text searches, sync mode.';
 COMMENT ON FUNCTION mrl.coarse_of(int, @vec@.vector, int) IS
     'The coarse (truncated, normalised) vector of a full vector, exactly as the set stores it (MRL prefix or fitted rotation).';
-COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text, jsonb, text) IS
-    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. chunking: NULL (one vector per row), "tokens" or "paragraphs" (with size and overlap in tokens); text_search_config: the language of its full-text words. Needs pgmrl_admin.';
+COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text, jsonb, text, text) IS
+    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. chunking: NULL (one vector per row), "tokens" or "paragraphs" (with size and overlap in tokens); text_search_config: the language of its full-text words; full_type: halfvec (default, 2 bytes a dimension) or vector. Needs pgmrl_admin.';
+COMMENT ON FUNCTION mrl.compact_embedding_set(text, text) IS
+    'Rewrites a set''s vectors table without dead rows (and converts its full vectors to full_type: halfvec or vector). Owner only.';
 COMMENT ON FUNCTION mrl.vectors_table(text) IS 'The vectors table of a set (in schema mrl_data).';
 COMMENT ON FUNCTION mrl.drop_embedding_set(text) IS 'Drops a set: its triggers, queued items and vectors (the source table stays).';
 COMMENT ON FUNCTION mrl.refit_rotation(text) IS 'Asks the sidecar to refit a set''s PCA rotation (non-MRL models); `pgmrl refit` does it at once.';
-COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text, jsonb, text) IS
-    'Re-embeds a set with another model, coarse dimension, chunking or text search configuration in the background; the old vectors serve until the new ones are complete.';
+COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text, jsonb, text, text) IS
+    'Re-embeds a set with another model, coarse dimension, chunking, text search configuration or full_type in the background; the old vectors serve until the new ones are complete.';
 COMMENT ON FUNCTION mrl.switch_embedding_set(text, bool) IS 'Switches a finished re-embedding in, atomically (the sidecar does it by itself).';
 COMMENT ON FUNCTION mrl.search(text, @vec@.vector, int, text, int, int, jsonb) IS
     'Searches a set with a query vector: strategy two_stage (default), binary_two_stage, hnsw, coarse or exact; optional JSON equality filter on source columns. Returns ids (as text) and cosine distances.';

@@ -29,7 +29,8 @@ def cli(verbose):
 
 
 for _module, _names in ((embedded, ["up", "down", "psql", "quickstart"]), (schema, ["install", "configure"]),
-                        (sets, ["create_set", "alter_set", "drop_set", "status", "failed", "refit", "search", "embed"]),
+                        (sets, ["create_set", "alter_set", "drop_set", "status", "failed", "refit", "compact", "search",
+                                "embed"]),
                         (serve, ["serve"]), (measure, ["eval_", "tune", "index", "load_vectors"]),
                         (guide, ["models", "recommend", "storage"]), (finetune, ["finetune"])):
     for _name in _names:

@@ -50,7 +50,7 @@ def eval_(dsn, slug, queries_file, query_vectors, strategies, limit, as_json, no
 @dsn_option
 @click.argument("slug")
 @click.option("--target", default=0.99, show_default=True, help="Agreement@10 with exact search to reach.")
-@click.option("--sample", default=200, show_default=True, help="Sample queries (perturbed stored vectors).")
+@click.option("--sample", default=500, show_default=True, help="Sample queries (perturbed stored vectors).")
 @click.option("--strategy", type=click.Choice(TWO_STAGE),
               help="Two-stage flavour to tune (default: the set's).")
 def tune(dsn, slug, target, sample, strategy):
@@ -62,9 +62,11 @@ def tune(dsn, slug, target, sample, strategy):
         client.conn.add_notice_handler(lambda d: click.echo(f"{d.severity.lower()}: {d.message_primary}", err=True))
         rows = client.conn.execute("SELECT * FROM mrl.tune(%s, %s, %s, 10, %s)",
                                    (slug, target, sample, strategy)).fetchall()
-    click.echo("coarse_k  ef_search  agreement  p50_ms")
-    for ck, ef, agree, p50, chosen in rows:
-        click.echo(f"{ck:8d}  {ef:9d}  {agree:9.4f}  {p50:6.2f}{'  <- stored' if chosen else ''}")
+    click.echo("coarse_k  ef_search  agreement  lower_95%  p50_ms")
+    for ck, ef, agree, p50, chosen, low in rows:
+        click.echo(f"{ck:8d}  {ef:9d}  {agree:9.4f}  {low:9.4f}  {p50:6.2f}{'  <- stored' if chosen else ''}")
+    click.echo("lower_95%: the one-sided 95% lower bound of the agreement (mean - 1.645 standard errors); "
+               "the first trial whose bound reaches --target is stored.")
 
 @click.command()
 @dsn_option

@@ -36,6 +36,7 @@ class CreateSetRequest(BaseModel):
     mode: Literal["async", "sync"] = "async"
     chunking: dict | Literal["none", "tokens", "paragraphs"] | None = None
     text_search_config: Name = "english"
+    full_type: Literal["halfvec", "vector"] = "halfvec"
 
 
 @router.post("/api/v1/embedding-sets", tags=["sets"], status_code=201, responses={404: {}, 409: {}, 422: {}})
@@ -47,7 +48,7 @@ def create_set(req: CreateSetRequest, request: Request) -> dict:
                           truncate_dim=req.truncate_dim, on_create=req.auto_embed_rules.on_create,
                           on_update=req.auto_embed_rules.on_update, mode=req.mode,
                           chunking=None if req.chunking == "none" else req.chunking,
-                          text_search_config=req.text_search_config)
+                          text_search_config=req.text_search_config, full_type=req.full_type)
         return client.status(req.slug)[0] | {"name": req.name, "set_type": req.set_type}
 
 
