@@ -89,7 +89,7 @@ def mib(n: float | None) -> str:
 def budget_label(nbytes: int | None) -> str:
     if nbytes is None:
         return "unlimited"
-    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / MiB:.0f} MiB"
+    return f"{nbytes / 2**30:.1f}G" if nbytes >= 2**30 else f"{nbytes / MiB:.0f}M"
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -228,7 +228,8 @@ def build_product(dsn: str, slug: str, layout: str, docs: np.ndarray, args) -> d
         tune, out["tune_s"] = timed(lambda: conn.execute("SELECT * FROM mrl.tune(%s, %s)", (slug, args.target)).fetchall())
         conn.commit()
         chosen = next((r for r in tune if r[4]), None)
-        out["tuned"] = {"coarse_k": chosen[0], "ef_search": chosen[1], "self_agreement": chosen[2]} if chosen else None
+        out["tuned"] = ({"coarse_k": chosen[0], "ef_search": chosen[1], "self_agreement": round(chosen[2], 4)}
+                        | ({"self_agreement_low": round(chosen[5], 4)} if len(chosen) > 5 else {}) if chosen else None)
         out["sizes"] = relation_sizes(conn, vt)
         # the live rows alone (tuple + header + line pointer): what the table would be without dead versions
         out["live_bytes"] = int(conn.execute(f"SELECT coalesce(sum(pg_column_size(t.*) + 28), 0) FROM {vt} t").fetchone()[0])
@@ -240,8 +241,9 @@ def build_product(dsn: str, slug: str, layout: str, docs: np.ndarray, args) -> d
 
 # -- measuring ------------------------------------------------------------------------------------------------
 class Method:
-    def __init__(self, name, server, sql, knob, knobs, setup=None, params=None, nq=None, family=None):
+    def __init__(self, name, server, sql, knob, knobs, setup=None, params=None, nq=None, family=None, slug=None):
         self.name, self.server, self.sql, self.knob, self.knobs = name, server, sql, knob, knobs
+        self.slug = slug              # the product set it searches (two_stage)
         self.setup = setup            # e.g. "SET hnsw.ef_search = {}" (None: the knob is a query parameter)
         self.params = params          # fn(query literal, knob) -> query parameters
         self.nq = nq                  # queries measured (None: all)
@@ -485,9 +487,9 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
     configs = []
     for i, b in enumerate(budgets):
         if i == 0 and not args.no_default_sb_point:
-            configs.append({"budget": b, "shared_buffers": 128 * MiB, "label": f"{budget_label(b)} sb 128MB (default)"})
+            configs.append({"budget": b, "shared_buffers": 128 * MiB, "label": f"{budget_label(b)} sb128M (dflt)"})
         sb = 128 * MiB if b is None else max(16 * MiB, b // 4 // MiB * MiB)
-        configs.append({"budget": b, "shared_buffers": sb, "label": f"{budget_label(b)} sb {sb // MiB}MB"})
+        configs.append({"budget": b, "shared_buffers": sb, "label": f"{budget_label(b)} sb{sb // MiB}M"})
     log("budgets: full HNSW + vector table " + mib(full_set) + " MiB, smallest product table (live rows) + coarse "
         "index " + mib(coarse_set) + " MiB -> " + ", ".join(c["label"] for c in configs))
     result["budget_basis"] = {"full_hnsw_plus_vector_table": full_set, "product_live_table_plus_coarse_index": coarse_set}
@@ -502,9 +504,13 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
     ]
     for slug, p in products.items():
         name = "two_stage" if p["layout"] == "default" else f"two_stage {p['layout']}"
-        methods.append(Method(name, "pg18", f"SELECT id FROM mrl.search(%s, %s::{vec_schema}.vector, 10, 'two_stage', %s)",
-                              "coarse_k", ints(args.coarse_k) + [None], None,
-                              lambda q, k, slug=slug: (slug, q, k)))
+        sql = f"SELECT id FROM mrl.search(%s, %s::{vec_schema}.vector, 10, 'two_stage', %s)"
+        methods.append(Method(name, "pg18", sql, "coarse_k", ints(args.coarse_k), None,
+                              lambda q, k, slug=slug: (slug, q, k), slug=slug))
+        # what mrl.search does without coarse_k: the set's defaults stored by mrl.tune (its own cold start)
+        tuned = p["tuned"] or {}
+        methods.append(Method(f"{name} tuned (ck {tuned.get('coarse_k')}, ef {tuned.get('ef_search')})", "pg18", sql,
+                              "-", [None], None, lambda q, k, slug=slug: (slug, q, None), slug=slug))
     first_slug = next(iter(products))
     methods.append(Method("exact", "pg18", f"SELECT id FROM mrl.search(%s, %s::{vec_schema}.vector, 10, 'exact')",
                           "-", [None], None, lambda q, k: (first_slug, q), nq=args.exact_queries))
@@ -542,7 +548,8 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         try:
             with psycopg.connect(server.dsn("bench"), autocommit=True) as conn:
                 tw = time.perf_counter()
-                run_method(conn, m, numeric[0] if numeric else None, wlits[:args.warmup if m.nq is None else min(args.warmup, nq)])
+                # exact: a few scans (each reads the whole table) instead of --warmup
+                run_method(conn, m, numeric[0] if numeric else None, wlits[:args.warmup if m.nq is None else min(args.warmup, 5)])
                 warm_s = time.perf_counter() - tw
                 past = None
                 for knob in knobs:
@@ -553,13 +560,11 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
                     pt = {**base, "knob": knob, "agreement": agr, "p50_ms": statistics.median(lat),
                           "p95_ms": float(np.percentile(lat, 95)), "mean_ms": float(np.mean(lat)), "queries": nq,
                           "warmup_s": warm_s}
-                    if knob is None and m.knob == "coarse_k":
-                        pt["knob_label"] = "tuned"
                     if group is not None:
                         pt["peak_bytes"] = group.peak()
                         pt["memory_stat"] = group.stat()
                     points.append(pt)
-                    log(f"  {m.name:18s} {m.knob}={pt.get('knob_label', knob)}: agreement {agr:.4f} "
+                    log(f"  {m.name:18s} {m.knob}={knob}: agreement {agr:.4f} "
                         f"p50 {pt['p50_ms']:.2f} ms p95 {pt['p95_ms']:.2f} ms")
                     if knob is None or phase != "sweep":
                         continue
@@ -600,8 +605,6 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
             if m.name not in chosen:
                 continue
             knobs = [chosen[m.name]]
-            if m.knob == "coarse_k" and chosen[m.name] is not None:
-                knobs.append(None)  # and the set's tuned default, what mrl.search does without coarse_k
             if args.sweep_every_budget and cfg is not configs[0]:
                 knobs = m.knobs
             measure(cfg, m, knobs, "budget")
@@ -654,8 +657,8 @@ def report(result: dict, configs, methods, chosen, args) -> None:
         pts = [p for p in points if p["method"] == m.name and p["phase"] == "sweep" and "error" not in p]
         cells = []
         for p in pts:
-            k = p.get("knob_label", p["knob"])
-            mark = "*" if p["knob"] == chosen.get(m.name) and "knob_label" not in p else ""
+            k = p["knob"]
+            mark = "*" if p["knob"] == chosen.get(m.name) else ""
             cells.append(f"{m.knob}={k}{mark}: {p['agreement']:.3f}/{p['p50_ms']:.2f}")
         print(f"  {m.name:18s} " + "  ".join(cells))
 
@@ -663,35 +666,31 @@ def report(result: dict, configs, methods, chosen, args) -> None:
     def at(cfg, m):
         for p in points:
             if (p["phase"] == "budget" and p["config"] == cfg["label"] and p["method"] == m.name
-                    and ("error" in p or (p["knob"] == chosen.get(m.name) and "knob_label" not in p))):
+                    and ("error" in p or p["knob"] == chosen.get(m.name))):
                 return p
         return None
 
-    def at_tuned(cfg, m):
-        return next((p for p in points if p["phase"] == "budget" and p["config"] == cfg["label"]
-                     and p["method"] == m.name and p.get("knob_label") == "tuned"), None)
-
-    cols = []
-    for m in methods:
-        cols.append((f"{m.name} ({m.knob}={chosen.get(m.name)})" if m.knob != "-" else m.name, m, at))
-        if m.knob == "coarse_k":
-            cols.append((f"{m.name} (tuned default)", m, at_tuned))
     print(f"\nLatency at the smallest knob reaching agreement {args.target}, each method from a cold start + "
-          f"{args.warmup} warm-up queries (p50 / p95 ms; agreement; peak = the group's peak memory)")
-    width = max(26, *(len(c[0]) for c in cols))
-    print(f"{'budget':28s} " + " | ".join(f"{c[0]:>{width}s}" for c in cols) + f" | {'peak MiB':>8s}")
-    for cfg in configs:
-        cells, peak = [], 0
-        for _label, m, fn in cols:
-            p = fn(cfg, m)
+          f"{args.warmup} warm-up queries: p50 / p95 ms per budget (budget = the server's whole memory; sb = "
+          "shared_buffers; dflt = PostgreSQL's default)")
+    w = 19
+    print(f"{'method (knob)':44s} {'agree':>6s} " + " ".join(f"{c['label']:>{w}s}" for c in configs))
+    peaks = [0] * len(configs)
+    for m in methods:
+        label = f"{m.name} ({m.knob}={chosen.get(m.name)})" if m.knob != "-" else m.name
+        cells, agr = [], None
+        for i, cfg in enumerate(configs):
+            p = at(cfg, m)
             if p is None:
-                cells.append(f"{'-':>{width}s}")
+                cells.append(f"{'-':>{w}s}")
             elif "error" in p:
-                cells.append(f"{'FAILED (OOM kill)' if 'OOM' in p['error'] else 'FAILED':>{width}s}")
+                cells.append(f"{'OOM-KILLED' if 'OOM' in p['error'] else 'FAILED':>{w}s}")
             else:
-                peak = max(peak, p.get("peak_bytes", 0))
-                cells.append(f"{p['p50_ms']:7.2f} / {p['p95_ms']:7.2f}; {p['agreement']:.3f}".rjust(width))
-        print(f"{cfg['label']:28s} " + " | ".join(cells) + f" | {peak / MiB:8.0f}")
+                agr = p["agreement"] if agr is None else agr
+                peaks[i] = max(peaks[i], p.get("peak_bytes", 0))
+                cells.append(f"{p['p50_ms']:8.2f} /{p['p95_ms']:8.2f}")
+        print(f"{label[:44]:44s} {'-' if agr is None else f'{agr:.3f}':>6s} " + " ".join(cells))
+    print(f"{'peak memory of the group (MiB)':44s} {'':6s} " + " ".join(f"{x / MiB:{w}.0f}" for x in peaks))
     if "diskann" not in sizes:
         print("  pgvectorscale (diskann) rows NOT measured (no --with-vectorscale)")
 
@@ -700,16 +699,17 @@ def report(result: dict, configs, methods, chosen, args) -> None:
     hv = next(m for m in methods if m.name == "hnsw vector")
     full_bytes = sizes["bench_vec"]["table"] + sizes["bench_vec"]["index"]["bench_vec_hnsw"]
     for m in methods:
-        if not m.name.startswith("two_stage"):
+        if m.slug is None:
             continue
-        p = next(pp for pp in products.values() if (pp["layout"] == "default" and m.name == "two_stage")
-                 or m.name == f"two_stage {pp['layout']}")
+        p = products[m.slug]
         s = sizes[p["slug"]]
         print(f"  {m.name}:")
         for cfg in configs:
             a, b = at(cfg, m), at(cfg, hv)
             if a and b and "error" not in a and "error" not in b:
                 print(f"    {cfg['label']:28s} p50 {a['p50_ms']:.2f} / {b['p50_ms']:.2f} ms = {a['p50_ms'] / b['p50_ms']:.2f}x")
+        if m.knob == "-":
+            continue  # the sizes below are the set's, printed once
         pb = s["table"] + p["coarse_index_bytes"]
         print(f"    bytes per row (vectors table + coarse index) / (vector table + full HNSW): {pb / n:.0f} / "
               f"{full_bytes / n:.0f} = {pb / full_bytes:.2f}x")
