@@ -483,7 +483,12 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         budgets = sorted({parse_bytes(b) for b in args.budgets.split(",")}, reverse=True)
     else:
         top = max(2 * 2**30, int(1.5 * sizes["database"]) + 512 * MiB)
-        budgets = sorted({top, (full_set // 2) // MiB * MiB, int(1.1 * coarse_set) // MiB * MiB + MiB}, reverse=True)
+        mid, low = (full_set // 2) // MiB * MiB, int(1.1 * coarse_set) // MiB * MiB + MiB
+        budgets = sorted({top, mid, low}, reverse=True)
+        if abs(mid - low) < 0.15 * max(mid, low):  # two nearly equal points: add one where the full HNSW just fits
+            budgets = sorted({*budgets, int(1.1 * full_set) // MiB * MiB + MiB}, reverse=True)
+            log("half of (full HNSW + vector table) and just above (coarse index + product table) are within 15%: "
+                "adding a budget just above (full HNSW + vector table)")
     configs = []
     for i, b in enumerate(budgets):
         if i == 0 and not args.no_default_sb_point:
@@ -512,7 +517,7 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         methods.append(Method(f"{name} tuned (ck {tuned.get('coarse_k')}, ef {tuned.get('ef_search')})", "pg18", sql,
                               "-", [None], None, lambda q, k, slug=slug: (slug, q, None), slug=slug))
     first_slug = next(iter(products))
-    methods.append(Method("exact", "pg18", f"SELECT id FROM mrl.search(%s, %s::{vec_schema}.vector, 10, 'exact')",
+    methods.append(Method(f"exact ({first_slug})", "pg18", f"SELECT id FROM mrl.search(%s, %s::{vec_schema}.vector, 10, 'exact')",
                           "-", [None], None, lambda q, k: (first_slug, q), nq=args.exact_queries))
     if vs is not None:
         methods.append(Method("diskann", "pg17", "SELECT id FROM bench_vec ORDER BY embedding <=> %s::vector LIMIT 10",
