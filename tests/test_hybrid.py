@@ -22,7 +22,7 @@ def test_a_unique_word_is_found_first(hybrid, embedder):
     conn = hybrid.conn
     conn.execute("UPDATE docs SET body = body || ' Also known internally as zqxwvortex.' WHERE id = 123")
     hybrid.run_worker(once=True)
-    assert conn.execute("SELECT count(*) FROM mrl_data.docs WHERE tsv @@ to_tsquery('english', 'zqxwvortex')"
+    assert conn.execute("SELECT count(*) FROM mrl_words.docs WHERE tsv @@ to_tsquery('english', 'zqxwvortex')"
                         ).fetchone()[0] == 1
     q = embedder.encode(["zqxwvortex"], kind="query")[0]
     rows = conn.execute("SELECT id, score, dense_rank, text_rank FROM mrl.hybrid_search('docs', 'zqxwvortex', %s, 5)",
@@ -52,8 +52,11 @@ def test_full_text_follows_updates_and_deletes(hybrid):
     pkg = conn.execute("SELECT package FROM docs WHERE id = 9").fetchone()[0]
     assert ("9",) in conn.execute("SELECT id FROM mrl.text_search('docs', %s)", (pkg,)).fetchall()
     # every row with text has its words, current
-    assert conn.execute("SELECT count(*) FROM mrl_data.docs v JOIN docs d USING (id) "
-                        "WHERE v.tsv IS DISTINCT FROM to_tsvector('english', d.package || ': ' || d.body)").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM mrl_data.docs v JOIN docs d USING (id) LEFT JOIN mrl_words.docs w USING (id) "
+                        "WHERE w.tsv IS DISTINCT FROM to_tsvector('english', d.package || ': ' || d.body)").fetchone()[0] == 0
+    # and nothing else: the words follow the vectors (deleted with them)
+    assert conn.execute("SELECT count(*) FROM mrl_words.docs").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM mrl_data.docs").fetchone()[0]
 
 
 def test_websearch_syntax_filter_and_weights(hybrid, embedder):

@@ -22,7 +22,7 @@ DATA = Path(__file__).resolve().parent / "data"
 LEGACY = DATA / "legacy"
 MIGRATIONS_DIR = Path(schema.__file__).resolve().parent / "sql" / "migrations"
 VERSIONS = ["f74a3b3", "6df6e11", "dfa4366", "fe255e2"]
-SCHEMAS = ["mrl", "mrl_internal", "mrl_data"]
+SCHEMAS = ["mrl", "mrl_internal", "mrl_data", "mrl_words"]
 N_STORED, N_ROWS, UPDATED = 30, 60, 5  # rows 1..30 get vectors before the upgrade; 31..60 and row 5 are queued
 
 
@@ -36,10 +36,10 @@ def catalog(conn, sets: bool = True) -> dict[str, list[tuple]]:
     with their columns (types, defaults, identity), constraints, indexes, owners, grants, row-level security and
     comments; functions by identity arguments with their full definitions (language, volatility, security, config),
     grants and comments; types; triggers (on pgmrl's tables, and on any table calling a pgmrl function); policies;
-    default privileges; event triggers. With sets=False the per-set objects (mrl_data's tables, triggers on sources)
+    default privileges; event triggers. With sets=False the per-set objects (mrl_data's and mrl_words' tables, triggers on sources)
     are left out. The OIDs of tables outside pgmrl's schemas (sources, e.g. in policies) are written as names."""
     nsp = "n.nspname = ANY(%(schemas)s)"
-    rel = "" if sets else "AND n.nspname <> 'mrl_data'"
+    rel = "" if sets else "AND n.nspname NOT IN ('mrl_data', 'mrl_words')"
     queries = {
         "schemas": f"""SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl('n.nspacl')}, obj_description(n.oid, 'pg_namespace')
                          FROM pg_namespace n WHERE {nsp}""",
@@ -214,9 +214,10 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
     assert applied == sorted(applied, key=str.encode)
 
     with psycopg.connect(empty_db, autocommit=True) as conn, Client(dsn) as fresh:
-        # (a) the schema is a fresh install's: the registry, and the set as today's API creates it
+        # (a) the schema is a fresh install's: the registry, and the set as today's API creates it (an upgraded set
+        # keeps its single-precision full vectors: `pgmrl compact --full-type halfvec` converts them)
         make_docs_table(fresh.conn, records)
-        fresh.conn.execute(create_set_sql())
+        fresh.conn.execute(create_set_sql().replace(", 128)", ", 128, full_type => 'vector')"))
         differences = catalog_diff(catalog(fresh.conn), catalog(conn))
         assert differences == [], "\n".join(differences)
         assert schema.schema_problem(conn) is None
@@ -248,8 +249,8 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
         assert check_invariant(conn, "docs", "body") == {"vectors": N_ROWS}
         assert conn.execute("SELECT count(*) FROM mrl.queue").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM mrl.queue_intake").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM mrl_data.docs v JOIN docs d USING (id) "
-                            "WHERE v.tsv IS DISTINCT FROM to_tsvector('english', d.body)").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM mrl_data.docs v JOIN docs d USING (id) LEFT JOIN mrl_words.docs w USING (id) "
+                            "WHERE w.tsv IS DISTINCT FROM to_tsvector('english', d.body)").fetchone()[0] == 0
         assert conn.execute("SELECT id, embedding::text, content_hash FROM mrl_data.docs WHERE id <> %s AND id <= %s "
                             "ORDER BY id", (UPDATED, N_STORED)).fetchall() == vectors_before
         # the revised row got a new vector; the new rows are searchable: each one's own vector finds it first

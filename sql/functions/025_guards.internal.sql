@@ -83,8 +83,9 @@ AS $fn$
 DECLARE
     bad text;
 BEGIN
-    IF vt IS NULL OR NOT EXISTS (SELECT FROM pg_class WHERE oid = vt AND relnamespace = 'mrl_data'::regnamespace AND relkind = 'r') THEN
-        RETURN format('%s is not a vectors table in mrl_data', vt);
+    IF vt IS NULL OR NOT EXISTS (SELECT FROM pg_class WHERE oid = vt AND relkind = 'r'
+                                    AND relnamespace IN ('mrl_data'::regnamespace, 'mrl_words'::regnamespace)) THEN
+        RETURN format('%s is not a vectors or words table in mrl_data or mrl_words', vt);
     END IF;
     SELECT string_agg(format('trigger %I', tgname), ', ') INTO bad FROM pg_trigger WHERE tgrelid = vt AND NOT tgisinternal;
     IF bad IS NULL THEN
@@ -154,7 +155,8 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         RETURN SQLERRM;
     END;
-    RETURN mrl_internal._vectors_problem(s.vectors_table);
+    RETURN coalesce(mrl_internal._vectors_problem(s.vectors_table),
+                    CASE WHEN s.words_table IS NOT NULL THEN mrl_internal._vectors_problem(s.words_table) END);
 END
 $fn$;
 

@@ -102,7 +102,9 @@ $fn$;
 
 -- 4. Storage. The key has the source key's type and follows it (cascade on delete and on key change). A chunked
 -- set keeps one row per chunk, keyed by (id, chunk), with the chunk's character offsets in the text [start, end).
--- tsv: the full-text words of the row's (or chunk's) text, for mrl.hybrid_search.
+-- A row holds only what a search reads (the full and coarse vectors) and what the worker checks: stage 1 and 2 of a
+-- two-stage search read one row per candidate, so the fewer bytes, the fewer pages when memory is short. The
+-- full-text words live in the set's words table (below).
 -- full_type: the full vector's type, 'vector' or 'halfvec' (mrl_internal._check_full_type).
 DROP FUNCTION IF EXISTS mrl_internal._create_vectors_table(text, regclass, name, text, int, int);
 DROP FUNCTION IF EXISTS mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool);
@@ -123,7 +125,6 @@ BEGIN
              content_hash text NOT NULL,
              embedded_at timestamptz NOT NULL DEFAULT now(),
              truncated bool NOT NULL DEFAULT false,
-             tsv tsvector,
              PRIMARY KEY (id%s))',
         vname, pk_typ, source, pk_col,
         CASE WHEN chunked THEN '
@@ -132,10 +133,29 @@ BEGIN
              end_char int NOT NULL,' ELSE '' END,
         mrl_internal._check_full_type(full_type), dims, CASE WHEN tdim IS NULL THEN '' ELSE format('(%s)', tdim) END,
         CASE WHEN chunked THEN ', chunk' ELSE '' END);
-    -- the vector stays in the row: a row longer than the page's toast threshold moves its words (tsv) out of line,
-    -- never the vector that every re-rank reads
+    -- the vectors stay in the row (compressed or moved out of line only if the row would not fit in a page): a re-rank
+    -- reads them for every candidate
     EXECUTE format('ALTER TABLE %s ALTER COLUMN embedding SET STORAGE MAIN, ALTER COLUMN coarse SET STORAGE MAIN', vname);
     RETURN vname::regclass;
+END
+$fn$;
+
+-- The full-text words (tsv) of each row (or chunk) of a set's vectors, for mrl.hybrid_search: mrl_words.<slug>, one
+-- row per vectors row, deleted and re-keyed with it; GIN-indexed.
+CREATE OR REPLACE FUNCTION mrl_internal._create_words_table(slug text, vt regclass, pk_typ text, chunked bool)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    wname text := format('%I.%I', 'mrl_words', slug);
+    key text := CASE WHEN chunked THEN 'id, chunk' ELSE 'id' END;
+BEGIN
+    EXECUTE format('CREATE TABLE %1$s (id %2$s NOT NULL,%3$s tsv tsvector NOT NULL, PRIMARY KEY (%4$s),
+                                       FOREIGN KEY (%4$s) REFERENCES %5$s ON DELETE CASCADE ON UPDATE CASCADE)',
+                   wname, pk_typ, CASE WHEN chunked THEN ' chunk int NOT NULL,' ELSE '' END, key, vt);
+    EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', slug || '_fts', wname);
+    RETURN wname::regclass;
 END
 $fn$;
 

@@ -26,6 +26,7 @@ DECLARE
     plan record;
     s mrl.embedding_sets;
     vt regclass;
+    wt regclass;
     chunks jsonb;
     ts_config text := mrl_internal._check_ts_config(text_search_config);
     ftype text := mrl_internal._check_full_type(full_type);
@@ -48,19 +49,24 @@ BEGIN
     END IF;
 
     vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim, chunks IS NOT NULL, ftype);
+    wt := mrl_internal._create_words_table(slug, vt, key.pk_typ, chunks IS NOT NULL);
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
                                     coarse_method, on_create, on_update, mode, vectors_table, chunking, text_search_config,
-                                    full_type)
+                                    full_type, words_table)
     VALUES (name, slug, source, key.pk_col, key.pk_typ, text_column, c.name, c.dims, plan.tdim, plan.method,
-            on_create, on_update, mode, vt, chunks, ts_config, ftype)
+            on_create, on_update, mode, vt, chunks, ts_config, ftype, wt)
     RETURNING * INTO s;  -- embedding_sets_check validated and canonicalised the text expression
     IF plan.method <> 'none' THEN
         EXECUTE format('CREATE INDEX %I ON %s USING hnsw (coarse @vec@.halfvec_cosine_ops)', slug || '_coarse_hnsw', vt);
     END IF;
-    EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', slug || '_fts', vt);
     EXECUTE format('COMMENT ON TABLE %s IS %L', vt, format('pgmrl vectors of embedding set %s (%s)', slug, c.name));
+    EXECUTE format('COMMENT ON TABLE %s IS %L', wt, format('pgmrl full-text words of embedding set %s', slug));
     PERFORM mrl_internal._protect_vectors(source, vt);
+    PERFORM mrl_internal._protect_vectors(source, wt);
     PERFORM mrl_internal._grant_worker(source, vt);
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgmrl_worker') THEN
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pgmrl_worker', wt);
+    END IF;
     PERFORM mrl_internal._create_triggers(s);
     PERFORM mrl_internal._backfill(s);
     IF plan.method = 'rotation' THEN
@@ -77,6 +83,14 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT (mrl_internal._set(set_slug)).vectors_table $fn$;
 
+-- The words table of a set (in schema mrl_words): a sync-mode writer needs INSERT, UPDATE, DELETE on it as on the
+-- vectors table.
+CREATE OR REPLACE FUNCTION mrl.words_table(set_slug text)
+RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT (mrl_internal._set(set_slug)).words_table $fn$;
+
 CREATE OR REPLACE FUNCTION mrl.drop_embedding_set(set_slug text)
 RETURNS void
 LANGUAGE plpgsql
@@ -91,6 +105,9 @@ BEGIN
         PERFORM mrl.drop_embedding_set(pending);
     END LOOP;
     PERFORM mrl_internal._drop_triggers(s);
+    IF s.words_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', s.words_table);
+    END IF;
     EXECUTE format('DROP TABLE IF EXISTS %s', s.vectors_table);
     DELETE FROM mrl.queue WHERE set_id = s.id;
     DELETE FROM mrl.queue_intake WHERE set_id = s.id;

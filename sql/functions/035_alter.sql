@@ -73,17 +73,23 @@ BEGIN
     UPDATE mrl.queue_intake SET set_id = s.id WHERE set_id = n.id;
     DELETE FROM mrl.rotation_components WHERE set_id = s.id;
     UPDATE mrl.rotation_components SET set_id = s.id WHERE set_id = n.id;
+    IF s.words_table IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %s', s.words_table);
+    END IF;
     EXECUTE format('DROP TABLE %s', old_table);
     EXECUTE format('ALTER TABLE %s RENAME TO %I', n.vectors_table, s.slug);
-    FOR ix IN SELECT index_name FROM mrl.search_indexes(n.slug) UNION ALL SELECT n.slug || '_fts' LOOP
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', n.words_table, s.slug);
+    FOR ix IN SELECT index_name FROM mrl.search_indexes(n.slug) LOOP
         CONTINUE WHEN to_regclass(format('mrl_data.%I', ix)) IS NULL;
         EXECUTE format('ALTER INDEX mrl_data.%I RENAME TO %I', ix, s.slug || substr(ix, length(n.slug) + 1));
     END LOOP;
+    EXECUTE format('ALTER INDEX mrl_words.%I RENAME TO %I', n.slug || '_fts', s.slug || '_fts');
     UPDATE mrl.embedding_sets
        SET config = n.config, dims = n.dims, truncate_dim = n.truncate_dim, coarse_method = n.coarse_method,
            vectors_table = n.vectors_table, rotation_version = n.rotation_version, rotation_rows = n.rotation_rows,
            rotation_fitted_at = n.rotation_fitted_at, rotation_requested_at = n.rotation_requested_at,
-           chunking = n.chunking, text_search_config = n.text_search_config, full_type = n.full_type
+           chunking = n.chunking, text_search_config = n.text_search_config, full_type = n.full_type,
+           words_table = n.words_table
      WHERE id = s.id;
     PERFORM mrl_internal._reset_tuning(s, n);
     DELETE FROM mrl.embedding_sets WHERE id = n.id;

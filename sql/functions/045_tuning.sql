@@ -30,10 +30,12 @@ END
 $fn$;
 
 -- Finds the smallest coarse_k (with ef_search = coarse_k, then 2 * coarse_k) whose agreement@k with exact search
--- reaches target_recall on a sample with a margin: the lower bound of its one-sided 95% confidence interval
--- (agreement_low: mean - 1.645 standard errors of the per-query agreement) must reach the target, so that fresh
--- queries read at least the target too (the mean alone is tuned to the sample: it read 0.986-0.996 on fresh samples).
--- Stores it as the set's default and returns every trial.
+-- reaches target_recall with a margin, and stores it as the set's default; returns every trial. A trial qualifies
+-- when the lower bound of its one-sided 95% confidence interval (agreement_low: mean - 1.645 standard errors of the
+-- per-query agreement) reaches the target on the tuning sample, and again on a second, fresh sample: the first
+-- trial to pass on one sample is the one that sample happened to favour (scripts/check_tune_margin.py: chosen on
+-- one sample's mean, fresh samples then read 0.986-0.996 around a true 0.990). The fresh sample's agreement and
+-- bound are what is stored (tuned_agreement, tuned_agreement_low).
 DO $drop$
 BEGIN
     -- before agreement_low, the result had another shape (CREATE OR REPLACE cannot change it)
@@ -56,7 +58,11 @@ DECLARE
     strat text := coalesce(tune.strategy, mrl_internal._two_stage_default(set_slug));
     qs @vec@.vector[];
     truth jsonb;
+    fresh @vec@.vector[];
+    fresh_truth jsonb;
     run record;
+    checked double precision;
+    checked_low double precision;
     ck int;
     ef int;
     agree double precision;
@@ -104,12 +110,25 @@ BEGIN
             IF agree > best THEN
                 best := agree; best_low := low; best_ck := ck; best_ef := ef;
             END IF;
-            EXIT grid WHEN low >= target_recall;
+            CONTINUE WHEN low < target_recall;
+            IF fresh IS NULL THEN
+                fresh := mrl_internal._sample_queries(s, sample, noise);
+                fresh_truth := (mrl_internal._run_queries(s.slug, fresh, k, 'exact', NULL)).results;
+            END IF;
+            run := mrl_internal._run_queries(s.slug, fresh, k, strat, ck);
+            checked := mrl_internal._agreement(run.results, fresh_truth);
+            checked_low := mrl_internal._agreement_low(run.results, fresh_truth);
+            IF checked_low >= target_recall THEN
+                best := checked; best_low := checked_low; best_ck := ck; best_ef := ef;
+                RAISE NOTICE 'set "%": coarse_k % (ef_search %) reads % on a fresh sample of % queries (lower bound %)',
+                    s.slug, ck, ef, round(checked::numeric, 4), cardinality(fresh), round(checked_low::numeric, 4);
+                EXIT grid;
+            END IF;
         END LOOP;
     END LOOP;
     PERFORM set_config('hnsw.ef_search', coalesce(nullif(old_ef, ''), '40'), true);
-    IF best_low < target_recall THEN
-        RAISE WARNING 'set "%": agreement % (lower bound %) is the best reached (coarse_k %), below the target %',
+    IF best_low < target_recall OR fresh IS NULL OR checked_low < target_recall THEN
+        RAISE WARNING 'set "%": agreement % (lower bound %) is the best reached (coarse_k %), below the target % with its margin',
             s.slug, round(best::numeric, 4), round(best_low::numeric, 4), best_ck, target_recall
             USING HINT = 'A larger sample narrows the margin; a larger coarse dimension or the hnsw strategy reaches higher.';
     END IF;

@@ -28,12 +28,17 @@ BEGIN
     IF words IS NULL THEN
         RETURN;
     END IF;
-    SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples END INTO total FROM pg_class c WHERE c.oid = s.vectors_table;
+    IF s.words_table IS NULL OR mrl_internal._read_unsafe(s.words_table) THEN
+        RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,
+            coalesce(mrl_internal._vectors_problem(s.words_table), 'it has no words table')
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Remove what was added to the words table, or recreate the set.';
+    END IF;
+    SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples END INTO total FROM pg_class c WHERE c.oid = s.words_table;
     IF total IS NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s', s.vectors_table) INTO total;
+        EXECUTE format('SELECT count(*) FROM %s', s.words_table) INTO total;
     END IF;
     cond := mrl_internal._filter_sql(s, filter, 5);
-    src := format('%s v', s.vectors_table);
+    src := format('%s v', s.words_table);  -- (v: its rows have the vectors' key, id or (id, chunk))
     IF cond IS NOT NULL THEN
         src := format('%s JOIN ONLY %s src ON src.%I = v.id AND %s', src, s.source, s.pk_column, cond);
     END IF;

@@ -80,51 +80,59 @@ BEGIN
     END IF;
     IF n > 0 AND chunks IS NULL THEN
         EXECUTE format(
-            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated, tsv)
-             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false),
-                    pg_catalog.to_tsvector($6::regconfig, left(x.mrl_body, 300000))
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
+             SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)
                FROM unnest($1, $2, $3, $5) AS b(id, hash, embedding, truncated)
                JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
                  ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
               ORDER BY x.mrl_key
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
                  content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at,
-                 truncated = EXCLUDED.truncated, tsv = EXCLUDED.tsv',
+                 truncated = EXCLUDED.truncated',
             s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
             CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
-            USING ids, hashes, embeddings, s.id, coalesce(truncated, array_fill(false, ARRAY[n])), s.text_search_config;
+            USING ids, hashes, embeddings, s.id, coalesce(truncated, array_fill(false, ARRAY[n]));
         GET DIAGNOSTICS written = ROW_COUNT;
     ELSIF n > 0 THEN
         EXECUTE format(
             'WITH w AS (
-                 INSERT INTO %1$s AS v (id, chunk, start_char, end_char, embedding, coarse, content_hash, embedded_at, tsv)
-                 SELECT x.mrl_key, b.chunk, b.start_char, b.end_char, b.embedding, %6$s, b.hash, clock_timestamp(),
-                        pg_catalog.to_tsvector($6::regconfig, substr(x.mrl_body, b.start_char + 1, b.end_char - b.start_char))
+                 INSERT INTO %1$s AS v (id, chunk, start_char, end_char, embedding, coarse, content_hash, embedded_at)
+                 SELECT x.mrl_key, b.chunk, b.start_char, b.end_char, b.embedding, %6$s, b.hash, clock_timestamp()
                    FROM unnest($1, $2, $3, $5, $7, $8) AS b(id, hash, embedding, chunk, start_char, end_char)
                    JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
                      ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
                   ORDER BY x.mrl_key, b.chunk
                  ON CONFLICT (id, chunk) DO UPDATE SET start_char = EXCLUDED.start_char, end_char = EXCLUDED.end_char,
                      embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse, content_hash = EXCLUDED.content_hash,
-                     embedded_at = EXCLUDED.embedded_at, tsv = EXCLUDED.tsv
+                     embedded_at = EXCLUDED.embedded_at
                  RETURNING v.id, v.content_hash)
              SELECT count(*), array_agg(DISTINCT w.id::text || chr(1) || w.content_hash) FROM w',
             s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type,
             CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, b.embedding)' END)
             INTO written, w_hashes
-            USING ids, hashes, embeddings, s.id, chunks, s.text_search_config, starts, ends;
+            USING ids, hashes, embeddings, s.id, chunks, NULL::text, starts, ends;
         -- chunks of an earlier text of the rows just written (their hash is the old one)
         EXECUTE format(
             'DELETE FROM %1$s v USING unnest($1) w(k)
               WHERE v.id = split_part(w.k, chr(1), 1)::%2$s AND v.content_hash <> split_part(w.k, chr(1), 2)',
             s.vectors_table, s.pk_type) USING w_hashes;
     END IF;
-    IF s.chunking IS NULL THEN
+    -- The full-text words of every current vector of the batch's keys (written now, or kept: an unchanged text
+    -- queued again gets words it may lack), from the text the vector was computed from.
+    IF s.words_table IS NOT NULL THEN
         EXECUTE format(
-            'UPDATE %1$s v SET tsv = pg_catalog.to_tsvector($2::regconfig, left(x.mrl_body, 300000))
+            'INSERT INTO %1$s AS w (id%6$s, tsv)
+             SELECT v.id%7$s, pg_catalog.to_tsvector($2::regconfig, %8$s)
                FROM (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM ONLY %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
-              WHERE v.id = x.mrl_key AND v.tsv IS NULL AND v.content_hash = md5(x.mrl_body)',
-            s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type) USING keys, s.text_search_config;
+               JOIN %9$s v ON v.id = x.mrl_key AND v.content_hash = md5(x.mrl_body)
+              ORDER BY 1%6$s
+             ON CONFLICT (id%6$s) DO UPDATE SET tsv = EXCLUDED.tsv',
+            s.words_table, s.pk_column, s.text_expr, s.source, s.pk_type,
+            CASE WHEN s.chunking IS NULL THEN '' ELSE ', chunk' END,
+            CASE WHEN s.chunking IS NULL THEN '' ELSE ', v.chunk' END,
+            CASE WHEN s.chunking IS NULL THEN 'left(x.mrl_body, 300000)'
+                 ELSE 'substr(x.mrl_body, v.start_char + 1, v.end_char - v.start_char)' END,
+            s.vectors_table) USING keys, s.text_search_config;
     END IF;
     -- Texts that became NULL or empty lose their vector(s).
     EXECUTE format(

@@ -73,9 +73,8 @@ $fn$;
 -- Every coarse vector of a set computed again (after a new rotation), leaving no dead rows behind: an UPDATE of
 -- every row would keep each old version until a VACUUM FULL (the table twice its size, and stage 2's reads spread
 -- over twice the pages). The table's owner rewrites it once with ALTER TABLE ... USING, which writes each row and
--- builds each index once. Another role (the least-privileged worker) may only update in place: it compacts the
--- table with CLUSTER where it holds MAINTAIN on it (PostgreSQL 17+); else the dead rows stay until the owner runs
--- mrl.compact_embedding_set (mrl.set_status shows the table's dead share).
+-- builds each index once. Another role (the least-privileged worker) may only update in place; it compacts the
+-- table afterwards, once the update is committed (mrl_internal._compact_after_refit).
 CREATE OR REPLACE FUNCTION mrl_internal._rewrite_coarse(s mrl.embedding_sets)
 RETURNS text
 LANGUAGE plpgsql
@@ -90,13 +89,34 @@ BEGIN
         RETURN 'rewritten';
     END IF;
     EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding::@vec@.vector)', vt) USING s.id;
+    RETURN 'updated in place';
+END
+$fn$;
+
+-- After a refit by a role that does not own the vectors table (its update committed: a CLUSTER in the same
+-- transaction would keep every old row version), compacts the table where the role holds MAINTAIN on it
+-- (PostgreSQL 17+, granted to the worker with each set). 'rewritten' when the refit already rewrote the table,
+-- 'clustered', or NULL when only the owner can (mrl.compact_embedding_set).
+CREATE OR REPLACE FUNCTION mrl_internal._compact_after_refit(set_id int)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s mrl.embedding_sets := (SELECT e FROM mrl.embedding_sets e WHERE e.id = _compact_after_refit.set_id);
+    vt regclass := s.vectors_table;
+BEGIN
+    PERFORM mrl_internal._check_tables(s);
+    IF mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+        RETURN 'rewritten';
+    END IF;
     IF current_setting('server_version_num')::int >= 170000 THEN  -- (the privilege is unknown before)
         IF has_table_privilege(vt, 'MAINTAIN') THEN
             EXECUTE format('CLUSTER %s USING %I', vt, (SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                                                          WHERE i.indrelid = vt AND i.indisprimary));
-            RETURN 'updated and clustered';
+            RETURN 'clustered';
         END IF;
     END IF;
-    RETURN 'updated in place';
+    RETURN NULL;
 END
 $fn$;

@@ -59,14 +59,21 @@ BEGIN
     END IF;
     IF keys IS NOT NULL THEN
         EXECUTE format(
-            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, tsv)
-             SELECT u.k::%2$s, u.e, %3$s, md5(u.t), clock_timestamp(), pg_catalog.to_tsvector($5::regconfig, left(u.t, 300000))
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at)
+             SELECT u.k::%2$s, u.e, %3$s, md5(u.t), clock_timestamp()
                FROM unnest($1, $2, $3) AS u(k, t, e)
              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
-                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at, tsv = EXCLUDED.tsv',
+                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at',
             s.vectors_table, s.pk_type,
             CASE WHEN s.coarse_method = 'none' THEN 'NULL' ELSE 'mrl.coarse_of($4, u.e)' END)
-            USING keys, texts, mrl_internal._http_embed(texts, s.config, 'document'), s.id, s.text_search_config;
+            USING keys, texts, mrl_internal._http_embed(texts, s.config, 'document'), s.id;
+        IF s.words_table IS NOT NULL THEN
+            EXECUTE format(
+                'INSERT INTO %1$s AS w (id, tsv)
+                 SELECT u.k::%2$s, pg_catalog.to_tsvector($3::regconfig, left(u.t, 300000)) FROM unnest($1, $2) AS u(k, t)
+                 ON CONFLICT (id) DO UPDATE SET tsv = EXCLUDED.tsv', s.words_table, s.pk_type)
+                USING keys, texts, s.text_search_config;
+        END IF;
     END IF;
     RETURN NULL;
 END

@@ -27,8 +27,8 @@ END
 $roles$;
 
 -- Schemas.
-REVOKE ALL ON SCHEMA mrl, mrl_data, mrl_internal FROM PUBLIC;
-GRANT USAGE ON SCHEMA mrl, mrl_data, mrl_internal TO PUBLIC;
+REVOKE ALL ON SCHEMA mrl, mrl_data, mrl_words, mrl_internal FROM PUBLIC;
+GRANT USAGE ON SCHEMA mrl, mrl_data, mrl_words, mrl_internal TO PUBLIC;
 
 -- Tables: nothing for PUBLIC but reading the registry (row-level security narrows it to readable sources).
 REVOKE ALL ON ALL TABLES IN SCHEMA mrl FROM PUBLIC;
@@ -85,6 +85,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._check_new_set(text, text, text), mrl_internal._source_key(regclass),
     mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),
     mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool, text), mrl_internal._check_full_type(text),
+    mrl_internal._create_words_table(text, regclass, text, bool),
     mrl_internal._check_chunking(jsonb, mrl.embedding_configs), mrl_internal._check_ts_config(text),
     mrl_internal._search_chunked(mrl.embedding_sets, @vec@.vector, int, text, int, int, jsonb),
     mrl_internal._text_ranks(mrl.embedding_sets, text, int, jsonb),
@@ -115,6 +116,7 @@ BEGIN
         mrl_internal._fetch_texts(int, text[]), mrl_internal._apply_batch(int, bigint[], text[], text[], @vec@.vector[], bool[], int[], int[], int[]),
         mrl_internal._fail_items(bigint[], text, int), mrl_internal._expand_intake(int), mrl_internal._rotation_due(),
         mrl_internal._sample_embeddings(int, int), mrl_internal._store_rotation(int, @vec@.vector[], double precision[], bigint),
+        mrl_internal._rewrite_coarse(mrl.embedding_sets), mrl_internal._compact_after_refit(int),
         mrl_internal._switch_due()
       TO pgmrl_worker;
     -- the worker serves every set; an administrator changes only its own sets, their rotations and queued work,
@@ -138,13 +140,19 @@ BEGIN
                                    mrl.finetune_datasets, mrl.finetune_pairs TO pgmrl_admin;
     GRANT SELECT, INSERT, UPDATE, DELETE ON mrl.queue, mrl.queue_intake, mrl.finetune_datasets, mrl.finetune_pairs TO pgmrl_admin;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA mrl TO pgmrl_admin;
-    GRANT CREATE ON SCHEMA mrl_data TO pgmrl_admin;
+    GRANT CREATE ON SCHEMA mrl_data, mrl_words TO pgmrl_admin;
     GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA mrl_internal TO pgmrl_admin;
     -- existing sets (created before these roles, or upgraded)
-    FOR s IN SELECT vectors_table, source FROM mrl.embedding_sets e
+    FOR s IN SELECT vectors_table, words_table, source FROM mrl.embedding_sets e
               WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = e.source)
                 AND EXISTS (SELECT FROM pg_class c WHERE c.oid = e.vectors_table AND pg_has_role(c.relowner, 'USAGE')) LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pgmrl_worker', s.vectors_table);
+        IF current_setting('server_version_num')::int >= 170000 THEN  -- (as mrl_internal._grant_worker)
+            EXECUTE format('GRANT MAINTAIN ON %s TO pgmrl_worker', s.vectors_table);
+        END IF;
+        IF s.words_table IS NOT NULL THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pgmrl_worker', s.words_table);
+        END IF;
         BEGIN
             EXECUTE format('GRANT SELECT ON %s TO pgmrl_worker', s.source);
         EXCEPTION WHEN insufficient_privilege OR invalid_grant_operation THEN

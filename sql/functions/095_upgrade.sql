@@ -34,6 +34,12 @@ BEGIN
                 AND EXISTS (SELECT FROM pg_class x WHERE x.oid = e.source) LOOP
         PERFORM mrl_internal._protect_vectors(s.source, s.vectors_table);
     END LOOP;
+    -- words tables made by migration 010 from the vectors' column
+    FOR s IN SELECT e.* FROM mrl.embedding_sets e JOIN pg_class c ON c.oid = e.words_table
+              WHERE NOT c.relrowsecurity AND pg_has_role(c.relowner, 'USAGE')
+                AND EXISTS (SELECT FROM pg_class x WHERE x.oid = e.source) LOOP
+        PERFORM mrl_internal._protect_vectors(s.source, s.words_table);
+    END LOOP;
     FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'mrl'::regnamespace AND p.proname LIKE '\_%' LOOP
         EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;

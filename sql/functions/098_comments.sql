@@ -10,6 +10,7 @@ COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, i
 COMMENT ON FUNCTION mrl.compact_embedding_set(text, text) IS
     'Rewrites a set''s vectors table without dead rows (and converts its full vectors to full_type: halfvec or vector). Owner only.';
 COMMENT ON FUNCTION mrl.vectors_table(text) IS 'The vectors table of a set (in schema mrl_data).';
+COMMENT ON FUNCTION mrl.words_table(text) IS 'The full-text words table of a set (in schema mrl_words), for hybrid search.';
 COMMENT ON FUNCTION mrl.drop_embedding_set(text) IS 'Drops a set: its triggers, queued items and vectors (the source table stays).';
 COMMENT ON FUNCTION mrl.refit_rotation(text) IS 'Asks the sidecar to refit a set''s PCA rotation (non-MRL models); `pgmrl refit` does it at once.';
 COMMENT ON FUNCTION mrl.alter_embedding_set(text, text, int, text, jsonb, text, text) IS

@@ -35,6 +35,13 @@ def fit_set_rotation(conn: psycopg.Connection, set_id: int, sample: int = 50000)
                      (set_id, VectorList(components), [float(v) for v in explained], total))
     log.info("set %s: fitted a %d-d rotation on %d vectors (%.1f%% of the variance)", slug, tdim, len(x),
              100 * float(explained.sum()))
+    # every coarse vector was written again: a role that does not own the table updated it in place, leaving each
+    # old row version behind until the table is compacted
+    with conn.transaction():
+        compacted = scalar(conn.execute("SELECT mrl_internal._compact_after_refit(%s)", (set_id,)))
+    if compacted is None:
+        log.warning("set %s: the refit left the old coarse vectors in its vectors table (twice its size until "
+                    "compacted); run `pgmrl compact %s` as the set's owner", slug, slug)
     return len(x)
 
 
