@@ -220,13 +220,15 @@ class PgServer:
         self._run(["pg_ctl", "start", "-D", str(self.data_dir), "-w", "-t", "120", "-l",
                    str(self.data_dir / "server.log"), "-o", opts], group)
 
-    def stop(self, mode: str = "fast") -> None:
-        """Stops the server if it runs (also one whose start was interrupted)."""
+    def stop(self, mode: str = "fast", timeout: int = 30) -> None:
+        """Stops the server if it runs (also one whose start was interrupted); immediate when a fast shutdown
+        takes more than `timeout` s (a postmaster told to stop while it reinitialises after a crashed backend
+        can wait for ever)."""
         if not (self.data_dir / "postmaster.pid").exists():  # not started, stopped, or it died
             self.running = False
             return
         try:
-            self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120"])
+            self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(timeout)], timeout=timeout + 30)
         except (RuntimeError, subprocess.TimeoutExpired):
             if mode != "immediate" and (self.data_dir / "postmaster.pid").exists():
                 self._run(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "60"])

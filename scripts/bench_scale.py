@@ -332,6 +332,9 @@ def main() -> None:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if group is not None:
+            with contextlib.suppress(Exception):
+                group.set_limit(None)  # a server starved of memory may not even shut down
         for s in servers:
             with contextlib.suppress(Exception):
                 s.stop()
@@ -483,7 +486,10 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         budgets = sorted({parse_bytes(b) for b in args.budgets.split(",")}, reverse=True)
     else:
         top = max(2 * 2**30, int(1.5 * sizes["database"]) + 512 * MiB)
-        mid, low = (full_set // 2) // MiB * MiB, int(1.1 * coarse_set) // MiB * MiB + MiB
+        # never below 64 MiB: under that the server itself (shared memory, processes) does not fit and the
+        # kernel kills backends whatever the data (tiny --rows)
+        mid = max(64 * MiB, (full_set // 2) // MiB * MiB)
+        low = max(64 * MiB, int(1.1 * coarse_set) // MiB * MiB + MiB)
         budgets = sorted({top, mid, low}, reverse=True)
         if abs(mid - low) < 0.15 * max(mid, low):  # two nearly equal points: add one where the full HNSW just fits
             budgets = sorted({*budgets, int(1.1 * full_set) // MiB * MiB + MiB}, reverse=True)
@@ -589,7 +595,8 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
                     last["oom_kills"] = group.oom_kills() - oom0
                 else:  # a process other than the measured backend was killed
                     points.append({**base, "oom_kills": group.oom_kills() - oom0, "error": "OOM kill in the group"})
-            _, t = timed(server.stop)
+            crashed = any(p.get("error") for p in points[-1:] if p.get("method") == m.name)
+            _, t = timed(lambda: server.stop("immediate" if crashed else "fast"))
             if t > 10:
                 log(f"  (the server took {t:.0f} s to stop)")
 
