@@ -180,7 +180,7 @@ def test_chunking_is_checked_and_changed_blue_green(chunked, embedder):
     row = conn.execute("SELECT chunking, replaces FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()
     assert row == (None, None)
     assert conn.execute("SELECT count(*) = count(DISTINCT id) FROM mrl_data.docs").fetchone()[0]
-    assert conn.execute("SELECT to_regclass('mrl_data.docs_fts') IS NOT NULL").fetchone()[0]
+    assert conn.execute("SELECT to_regclass('mrl_words.docs_fts') IS NOT NULL AND mrl.words_table('docs') = 'mrl_words.docs'::regclass").fetchone()[0]
     q = embedder.encode(["a tool"], kind="query")[0]
     assert len(chunked.search("docs", np.asarray(q), k=5)) == 5
     conn.execute("""SELECT mrl.alter_embedding_set('docs', chunking => '{"method": "paragraphs", "size": 128}')""")

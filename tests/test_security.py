@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -187,9 +189,21 @@ def test_the_registry_cannot_be_written_around_the_check(shared, roles, mal_tabl
                    "'all-minilm-l6-v2', 384, 'none', 'mal.vt')", "22023")
         # pointing a set at another table (a queue the worker deletes from) is refused
         refused(m, "UPDATE mrl.embedding_sets SET vectors_table = 'mrl.queue' WHERE slug = 'ok'", "42501")
+        # so is pointing its words at another set's words (the worker would write them, hybrid search read them) or
+        # at any other table (which dropping the set would drop), even after dropping its own
+        m.execute("SELECT mrl.create_embedding_set('w2', 'w2', 'mal.t', 'body')")
+        refused(m, "UPDATE mrl.embedding_sets SET words_table = 'mrl_words.docs' WHERE slug = 'w2'", "42501")
+        m.execute("DROP TABLE mrl_words.w2")
+        refused(m, "UPDATE mrl.embedding_sets SET words_table = 'public.secrets' WHERE slug = 'w2'", "42501")
+        m.execute("CREATE TABLE mrl_words.w2 (id int)")  # its own table in mrl_words, but not the set's words table
+        refused(m, "UPDATE mrl.embedding_sets SET words_table = 'mrl_words.w2' WHERE slug = 'w2'", "42501")
     expr, table = conn.execute("SELECT text_expr, vectors_table::text FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()
     assert (expr.replace("mrl_src.", ""), table) == ("body", str(vt))
     assert superusers(conn, roles) == []
+    # the set whose words table mal replaced is still removable (by a superuser too), and drops only its vectors
+    conn.execute("SELECT mrl.drop_embedding_set('w2')")
+    assert conn.execute("SELECT to_regclass('public.secrets') IS NOT NULL AND to_regclass('mrl_words.docs') IS NOT NULL "
+                        "AND to_regclass('mrl_words.w2') IS NOT NULL").fetchone()[0]
     drained(shared, roles, "lower(body) || '  x'", "mal.t", "ok")
 
 
@@ -781,3 +795,62 @@ def test_full_text_and_chunks_are_read_only_by_readers_of_the_source(shared, rol
         refused(b, "SELECT mrl.alter_embedding_set('docs', chunking => '\"tokens\"')", "42704")
     with roles.sql("reader") as r:
         assert r.execute("SELECT id FROM mrl.hybrid_search('docs', %s, %s::vector, 5)", (word, q)).fetchall() == mine
+
+
+def test_a_superusers_compaction_checks_under_its_lock(shared, roles, mal_table):
+    """mrl.compact_embedding_set by a superuser rewrites the table with ALTER TABLE, which re-checks its constraints as
+    the caller: the set's owner must not be able to add one between the check and the rewrite. The check runs
+    under the rewrite's own lock, so a constraint added meanwhile is seen and the rewrite refused."""
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("SELECT mrl.create_embedding_set('mc', 'mc', 'mal.t', 'body', full_type => 'vector')")
+        m.execute("CREATE FUNCTION mal.ok(text) RETURNS bool LANGUAGE sql IMMUTABLE AS "
+                  "$$SELECT mal.lower($1) IS NOT NULL$$")
+    holder = psycopg.connect(roles["mal"])  # mal's transaction holds the table while the superuser's call waits
+    holder.execute("LOCK TABLE mrl_data.mc IN ACCESS EXCLUSIVE MODE")
+    result: list = []
+
+    def compact():
+        with psycopg.connect(shared.dsn, autocommit=True) as su:
+            try:
+                su.execute("SELECT * FROM mrl.compact_embedding_set('mc', 'halfvec')")
+                result.append("compacted")
+            except psycopg.Error as exc:
+                result.append(exc.sqlstate)
+
+    t = threading.Thread(target=compact)
+    t.start()
+    time.sleep(1.5)
+    holder.execute("ALTER TABLE mrl_data.mc ADD CONSTRAINT c CHECK (mal.ok(content_hash))")
+    holder.commit()
+    holder.close()
+    t.join(60)
+    assert result == ["42501"]
+    assert superusers(conn, roles) == []
+    assert conn.execute("SELECT full_type FROM mrl.embedding_sets WHERE slug = 'mc'").fetchone()[0] == "vector"
+
+
+def test_the_worker_checks_the_tables_it_writes_under_its_lock(shared, roles, mal_table):
+    """The worker checks a set's tables, then writes them: the set's owner must not be able to add a trigger to its
+    words (or vectors) table in between, which would run as the worker (reading what the worker may read). The
+    worker locks both tables before its check, so a trigger added meanwhile is seen and the batch refused."""
+    conn = shared.conn
+    with roles.sql("mal") as m:
+        m.execute("SELECT mrl.create_embedding_set('mw', 'mw', 'mal.t', 'body')")
+        m.execute("CREATE TABLE mal.loot (who text)")
+        m.execute("GRANT INSERT ON mal.loot TO PUBLIC")
+        m.execute("CREATE FUNCTION mal.t_loot() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN INSERT INTO mal.loot VALUES (current_user); RETURN NEW; END$$")
+    holder = psycopg.connect(roles["mal"])
+    holder.execute("LOCK TABLE mrl_words.mw IN ACCESS EXCLUSIVE MODE")
+    t = threading.Thread(target=lambda: Worker(roles["worker"], max_attempts=1).run(once=True))
+    t.start()
+    time.sleep(3)  # the worker has claimed the batch and waits for the table
+    holder.execute("CREATE TRIGGER loot BEFORE INSERT OR UPDATE ON mrl_words.mw FOR EACH ROW EXECUTE FUNCTION mal.t_loot()")
+    holder.commit()
+    holder.close()
+    t.join(120)
+    assert conn.execute("SELECT count(*) FROM mal.loot").fetchone()[0] == 0
+    errors = dead_letters(conn, roles, "mw")
+    assert errors and all("trigger loot" in e for e in errors), errors
+    assert superusers(conn, roles) == []

@@ -8,20 +8,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from conftest import with_db
-from helpers import check_invariant, make_docs_table, pending
+from helpers import check_invariant, login_dsn, make_docs_table, pending
 from pgmrl import schema
 from pgmrl.client import Client
 
 DATA = Path(__file__).resolve().parent / "data"
 LEGACY = DATA / "legacy"
 MIGRATIONS_DIR = Path(schema.__file__).resolve().parent / "sql" / "migrations"
-VERSIONS = ["f74a3b3", "6df6e11", "dfa4366", "fe255e2"]
+VERSIONS = ["f74a3b3", "6df6e11", "dfa4366", "fe255e2", "83b0cf1"]
 SCHEMAS = ["mrl", "mrl_internal", "mrl_data", "mrl_words"]
 N_STORED, N_ROWS, UPDATED = 30, 60, 5  # rows 1..30 get vectors before the upgrade; 31..60 and row 5 are queued
 
@@ -210,7 +211,7 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
     # 2. Today's install.
     with Client(empty_db) as c:
         applied = c.install()
-    assert "001a_repair_early_001.sql" in applied and "008_install_record.sql" in applied
+    assert applied == [m for m, _ in schema.migrations() if m not in _legacy_migrations(version)] != []
     assert applied == sorted(applied, key=str.encode)
 
     with psycopg.connect(empty_db, autocommit=True) as conn, Client(dsn) as fresh:
@@ -240,7 +241,7 @@ def test_a_landed_version_upgrades_to_a_fresh_install(version, empty_db, dsn, re
                                     (vector_text(q),)).fetchall()) == 5
 
         # (d) the old queue drains with today's worker; the stored rows are queued once for their full-text words
-        # (009), which the worker writes without embedding them again
+        # (009; or 010 for rows stored without them), which the worker writes without embedding them again
         assert pending(conn, "docs") == N_ROWS - N_STORED + 1 + N_STORED - 1 + 1
     from pgmrl.worker import Worker
 
@@ -286,6 +287,50 @@ def test_the_first_version_upgrades_around_a_users_view(empty_db):
         assert schema.schema_problem(conn) is None
         assert pending(conn, "docs") == 2
 
+def test_an_upgrade_never_runs_a_set_owners_code(empty_db, server_dsn):
+    """Migration 010 reads every vectors table as the installer (to move its words). A set administrator's partial
+    index calling its own function would run with the installer's privileges while that read is planned; a view on
+    the moved column would stop the whole upgrade. Both sets keep their words where they are, with a warning; the
+    other sets are upgraded, and the administrator gains nothing."""
+    mal, password = f"mal_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        install_legacy(conn, "83b0cf1")
+        conn.execute(f"CREATE ROLE {mal} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT pgmrl_admin TO {mal}")
+        conn.execute(f"CREATE SCHEMA {mal} AUTHORIZATION {mal}")
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs VALUES (1, 'alpha'), (2, 'beta')")
+        conn.execute(create_set_sql())
+    try:
+        with psycopg.connect(login_dsn(empty_db, mal, password), autocommit=True) as m:
+            for t in ("a", "b"):
+                m.execute(f"CREATE TABLE {mal}.{t} (id int PRIMARY KEY, body text)")
+                m.execute(f"INSERT INTO {mal}.{t} VALUES (1, 'x')")
+                m.execute(f"SELECT mrl.create_embedding_set('{t}', 'mal_{t}', '{mal}.{t}'::regclass, 'body', "
+                          "'all-minilm-l6-v2', 128)")
+            m.execute(f"CREATE FUNCTION {mal}.escalate() RETURNS void LANGUAGE plpgsql AS "
+                      f"$$BEGIN EXECUTE 'ALTER ROLE {mal} SUPERUSER'; END$$")
+            m.execute(f"CREATE FUNCTION {mal}.evil() RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$BEGIN "
+                      f"IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN PERFORM {mal}.escalate(); "
+                      "END IF; RETURN true; END$$")
+            m.execute(f"CREATE INDEX mal_evil ON mrl_data.mal_a (id) WHERE {mal}.evil()")
+            m.execute(f"CREATE VIEW {mal}.words AS SELECT tsv FROM mrl_data.mal_b")
+        with Client(empty_db) as c:
+            warnings: list[str] = []
+            c.conn.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+            assert "010_compact_storage.sql" in c.install()
+            conn = c.conn
+            assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (mal,)).fetchone()[0]
+            assert any('"mal_a" stay in' in w for w in warnings) and any('"mal_b" stay in' in w for w in warnings), warnings
+            rows = dict(conn.execute("SELECT slug, words_table::text FROM mrl.embedding_sets").fetchall())
+            assert rows == {"docs": "mrl_words.docs", "mal_a": None, "mal_b": None}
+            assert schema.schema_problem(conn) is None
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as su:
+            su.execute("DROP DATABASE IF EXISTS pgmrl_upgrade_test WITH (FORCE)")
+            su.execute(f"DROP ROLE IF EXISTS {mal}")
+
+
 # -- frozen migrations ----------------------------------------------------------------------------------------------
 def test_migrations_match_their_recorded_checksums():
     """A landed migration is never edited: sql/migrations/CHECKSUMS holds each one's sha256 (`sha256sum -c`)."""
@@ -304,8 +349,10 @@ def test_migrations_match_their_recorded_checksums():
 
 def _legacy_migrations(version: str) -> dict[str, str]:
     script = (LEGACY / f"{version}.sql").read_text(encoding="utf-8")
-    found = re.findall(r"WHERE name = '([^']+)'\) THEN\nEXECUTE \$pgmrl_migration\$\n(.*?)\n\$pgmrl_migration\$;",
-                       script, flags=re.DOTALL)
+    # (the script's shape changed once: `IF NOT EXISTS (... WHERE name = ...) THEN`, later `... WHERE name = ...;
+    # IF NOT FOUND THEN`, with the checksum recorded)
+    found = re.findall(r"WHERE name = '([^']+)'(?:\) THEN|;\nIF NOT FOUND THEN)\nEXECUTE \$pgmrl_migration\$\n(.*?)"
+                       r"\n\$pgmrl_migration\$;", script, flags=re.DOTALL)
     return {name: body.replace('"public".', "@vec@.") for name, body in found}
 
 

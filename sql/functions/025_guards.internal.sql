@@ -176,3 +176,27 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- _check_tables, holding the set's vectors and words tables in `mode` from before the check until the transaction
+-- ends: ROW EXCLUSIVE (the worker's and sync writes: no trigger, index, rule, policy or constraint can be added to
+-- them between the check and the write) or ACCESS EXCLUSIVE (a rewrite by a role that may not be their owner).
+-- (Not for searches: a role that may only read a table may lock it only in ACCESS SHARE mode.)
+CREATE OR REPLACE FUNCTION mrl_internal._lock_and_check(s mrl.embedding_sets, mode text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t regclass;
+BEGIN
+    IF mode NOT IN ('ROW EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
+        RAISE EXCEPTION 'unknown lock mode %', quote_literal(mode) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH t IN ARRAY ARRAY[s.vectors_table, s.words_table] LOOP
+        IF t IS NOT NULL AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t AND c.relkind = 'r') THEN
+            EXECUTE format('LOCK TABLE ONLY %s IN %s MODE', t, mode);
+        END IF;
+    END LOOP;
+    PERFORM mrl_internal._check_tables(s);
+END
+$fn$;

@@ -62,13 +62,32 @@ BEGIN
         RAISE EXCEPTION 'embedding set "%": % is not a vectors table in mrl_data owned by %', NEW.slug, NEW.vectors_table, current_user
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- the words table: NULL (a set whose words could not be moved out of its vectors table), or a table of the
+    -- same owner in mrl_words whose key references the set's vectors (the worker writes it, set removals drop it)
+    IF NEW.words_table IS NOT NULL AND NOT mrl_internal._words_table_ok(NEW.words_table, NEW.vectors_table) THEN
+        RAISE EXCEPTION 'embedding set "%": % is not the words table in mrl_words of its vectors %', NEW.slug, NEW.words_table, NEW.vectors_table
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     RETURN NEW;
 END
 $fn$;
 
+-- Whether wt is a words table of the vectors table vt: in mrl_words, owned by vt's owner (whom the caller may act
+-- as), with a foreign key to vt. What the registry accepts, and what a set's removal checks before dropping it.
+CREATE OR REPLACE FUNCTION mrl_internal._words_table_ok(wt regclass, vt regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT EXISTS (SELECT FROM pg_class w JOIN pg_class v ON v.oid = vt
+                    WHERE w.oid = wt AND w.relkind = 'r' AND w.relnamespace = 'mrl_words'::regnamespace
+                      AND w.relowner = v.relowner AND pg_has_role(w.relowner, 'USAGE')
+                      AND EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = wt AND c.contype = 'f' AND c.confrelid = vt))
+$fn$;
+
 DROP TRIGGER IF EXISTS embedding_sets_check ON mrl.embedding_sets;
 CREATE TRIGGER embedding_sets_check BEFORE INSERT OR UPDATE OF id, source, pk_column, pk_type, text_expr, text_columns, vectors_table, config, owner, replaces,
-                                                        chunking, text_search_config
+                                                        chunking, text_search_config, words_table
     ON mrl.embedding_sets FOR EACH ROW EXECUTE FUNCTION mrl_internal._check_set_row();
 
 -- Where a set may not read from: pgmrl's own schemas, the system catalogs, temporary tables, non-tables.

@@ -105,8 +105,8 @@ BEGIN
         PERFORM mrl.drop_embedding_set(pending);
     END LOOP;
     PERFORM mrl_internal._drop_triggers(s);
-    IF s.words_table IS NOT NULL THEN
-        EXECUTE format('DROP TABLE IF EXISTS %s', s.words_table);
+    IF s.words_table IS NOT NULL AND mrl_internal._words_table_ok(s.words_table, s.vectors_table) THEN
+        EXECUTE format('DROP TABLE %s', s.words_table);
     END IF;
     EXECUTE format('DROP TABLE IF EXISTS %s', s.vectors_table);
     DELETE FROM mrl.queue WHERE set_id = s.id;

@@ -73,7 +73,7 @@ BEGIN
     UPDATE mrl.queue_intake SET set_id = s.id WHERE set_id = n.id;
     DELETE FROM mrl.rotation_components WHERE set_id = s.id;
     UPDATE mrl.rotation_components SET set_id = s.id WHERE set_id = n.id;
-    IF s.words_table IS NOT NULL THEN
+    IF s.words_table IS NOT NULL AND mrl_internal._words_table_ok(s.words_table, old_table) THEN
         EXECUTE format('DROP TABLE %s', s.words_table);
     END IF;
     EXECUTE format('DROP TABLE %s', old_table);

@@ -17,12 +17,14 @@ DECLARE
     full_m int;
     full_ef int;
 BEGIN
-    PERFORM mrl_internal._check_tables(s);
     IF NOT mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
         RAISE EXCEPTION 'only the owner of % may compact embedding set "%"', vt, s.slug USING ERRCODE = 'insufficient_privilege',
               HINT = format('Run it as %s (the role that created the set).', (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = vt));
     END IF;
     PERFORM FROM mrl.embedding_sets e WHERE e.id = s.id FOR UPDATE;
+    -- (a caller other than the owner, e.g. a superuser, rewrites only what the check saw: ALTER TABLE re-checks the
+    -- table's constraints as the caller)
+    PERFORM mrl_internal._lock_and_check(s, 'ACCESS EXCLUSIVE');
     before := pg_table_size(vt);
     IF ftype <> s.full_type THEN
         -- the full HNSW index's operator class belongs to the type: rebuilt afterwards with the same parameters

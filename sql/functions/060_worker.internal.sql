@@ -60,7 +60,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
-    PERFORM mrl_internal._check_tables(s);
+    PERFORM mrl_internal._lock_and_check(s, 'ROW EXCLUSIVE');
     IF (s.chunking IS NOT NULL) <> (chunks IS NOT NULL) AND n > 0 THEN
         RAISE EXCEPTION 'embedding set "%" is % but the batch %', s.slug,
             CASE WHEN s.chunking IS NULL THEN 'not chunked' ELSE 'chunked' END,

@@ -84,10 +84,12 @@ DECLARE
     vt regclass := s.vectors_table;
 BEGIN
     IF mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+        PERFORM mrl_internal._lock_and_check(s, 'ACCESS EXCLUSIVE');  -- (as in mrl.compact_embedding_set)
         EXECUTE format('ALTER TABLE %s ALTER COLUMN coarse TYPE @vec@.halfvec(%s) USING mrl.coarse_of(%s, embedding::@vec@.vector)',
                        vt, s.truncate_dim, s.id);
         RETURN 'rewritten';
     END IF;
+    PERFORM mrl_internal._lock_and_check(s, 'ROW EXCLUSIVE');
     EXECUTE format('UPDATE %s SET coarse = mrl.coarse_of($1, embedding::@vec@.vector)', vt) USING s.id;
     RETURN 'updated in place';
 END

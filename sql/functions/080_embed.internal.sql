@@ -48,7 +48,7 @@ BEGIN
     IF s.id IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM mrl_internal._check_tables(s);
+    PERFORM mrl_internal._lock_and_check(s, 'ROW EXCLUSIVE');
     EXECUTE format(
         'SELECT array_agg((c.k)::text) FILTER (WHERE coalesce(c.t, '''') <> ''''),
                 array_agg(c.t) FILTER (WHERE coalesce(c.t, '''') <> ''''),

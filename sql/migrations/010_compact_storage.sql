@@ -20,31 +20,68 @@ ALTER TABLE mrl.embedding_sets ADD COLUMN tuned_agreement_low double precision;
 -- Existing sets: their words move to a words table (same owner as the vectors; its row-level security and the
 -- worker's grants are applied by the install's upgrade step), and the vectors lose the column. The space of the
 -- dropped column is given back when the table is next rewritten (mrl.compact_embedding_set, or a refit).
+-- The installer reads each vectors table here, so a table that could run its owner's code while it is read (index
+-- or statistics expressions calling anything but built-in or pgvector code, triggers, rules, policies pgmrl did not
+-- create, inheriting tables) is left as it is, with a warning: the worker refuses such a set anyway. So is a set
+-- whose column cannot be dropped (e.g. a view uses it): one set never stops the upgrade of the others.
 DO $words$
 DECLARE
     e record;
     chunked bool;
     wt text;
+    vec oid := (SELECT x.oid FROM pg_catalog.pg_extension x WHERE x.extname = 'vector');
 BEGIN
     FOR e IN SELECT s.id, s.slug, s.vectors_table, s.pk_type, c.relowner
                FROM mrl.embedding_sets s JOIN pg_catalog.pg_class c ON c.oid = s.vectors_table
               WHERE EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tsv' AND NOT a.attisdropped)
               ORDER BY s.id LOOP
-        chunked := EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = e.vectors_table AND a.attname = 'chunk' AND NOT a.attisdropped);
-        wt := format('%I.%I', 'mrl_words', e.slug);
-        EXECUTE format('CREATE TABLE %s (id %s NOT NULL,%s tsv tsvector NOT NULL, PRIMARY KEY (id%s),
-                                         FOREIGN KEY (id%s) REFERENCES %s ON DELETE CASCADE ON UPDATE CASCADE)',
-                       wt, e.pk_type, CASE WHEN chunked THEN ' chunk int NOT NULL,' ELSE '' END,
-                       CASE WHEN chunked THEN ', chunk' ELSE '' END, CASE WHEN chunked THEN ', chunk' ELSE '' END,
-                       e.vectors_table);
-        EXECUTE format('INSERT INTO %s SELECT id,%s tsv FROM %s WHERE tsv IS NOT NULL', wt,
-                       CASE WHEN chunked THEN ' chunk,' ELSE '' END, e.vectors_table);
-        EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', e.slug || '_fts');
-        EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', e.slug || '_fts', wt);
-        EXECUTE format('ALTER TABLE %s DROP COLUMN tsv', e.vectors_table);
-        EXECUTE format('COMMENT ON TABLE %s IS %L', wt, format('pgmrl full-text words of embedding set %s', e.slug));
-        EXECUTE format('ALTER TABLE %s OWNER TO %I', wt, pg_catalog.pg_get_userbyid(e.relowner));
-        UPDATE mrl.embedding_sets SET words_table = wt::regclass WHERE id = e.id;
+        -- (nothing can be added to the table between the check and the read)
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', e.vectors_table);
+        IF EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE ((d.classid = 'pg_catalog.pg_class'::regclass
+                            AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = e.vectors_table))
+                           OR (d.classid = 'pg_catalog.pg_statistic_ext'::regclass
+                               AND d.objid IN (SELECT x.oid FROM pg_catalog.pg_statistic_ext x WHERE x.stxrelid = e.vectors_table)))
+                      AND d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                                           'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_opclass'::regclass,
+                                           'pg_catalog.pg_opfamily'::regclass, 'pg_catalog.pg_collation'::regclass)
+                      AND d.refobjid >= 16384
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = d.refclassid AND x.objid = d.refobjid
+                                                                      AND x.deptype = 'e' AND x.refobjid = vec))
+           OR EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = e.vectors_table AND NOT t.tgisinternal)
+           OR EXISTS (SELECT FROM pg_catalog.pg_rewrite r WHERE r.ev_class = e.vectors_table)
+           OR EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhparent = e.vectors_table)
+           OR EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid = e.vectors_table AND p.polname NOT IN
+                        ('mrl_source_readers', 'mrl_worker', 'mrl_sync_writers', 'mrl_sync_updaters', 'mrl_sync_deleters')) THEN
+            RAISE WARNING 'pgmrl: the full-text words of set "%" stay in %: it carries objects pgmrl did not create', e.slug, e.vectors_table
+                USING HINT = 'Remove them and recreate the set (its hybrid search is refused until then).';
+            CONTINUE;
+        END IF;
+        BEGIN
+            chunked := EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = e.vectors_table AND a.attname = 'chunk' AND NOT a.attisdropped);
+            wt := format('%I.%I', 'mrl_words', e.slug);
+            EXECUTE format('CREATE TABLE %s (id %s NOT NULL,%s tsv tsvector NOT NULL, PRIMARY KEY (id%s),
+                                             FOREIGN KEY (id%s) REFERENCES %s ON DELETE CASCADE ON UPDATE CASCADE)',
+                           wt, e.pk_type, CASE WHEN chunked THEN ' chunk int NOT NULL,' ELSE '' END,
+                           CASE WHEN chunked THEN ', chunk' ELSE '' END, CASE WHEN chunked THEN ', chunk' ELSE '' END,
+                           e.vectors_table);
+            EXECUTE format('INSERT INTO %s SELECT id,%s tsv FROM %s WHERE tsv IS NOT NULL', wt,
+                           CASE WHEN chunked THEN ' chunk,' ELSE '' END, e.vectors_table);
+            -- rows whose words were never written (stored around the worker): queued once, for their words only
+            EXECUTE format('INSERT INTO mrl.queue_intake (set_id, ids)
+                            SELECT $1, array_agg(x.id::text) FROM (SELECT DISTINCT id, (dense_rank() OVER (ORDER BY id) - 1) / 5000 AS g
+                                                                     FROM %s WHERE tsv IS NULL) x
+                             GROUP BY x.g', e.vectors_table) USING e.id;
+            EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', e.slug || '_fts');
+            EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', e.slug || '_fts', wt);
+            EXECUTE format('ALTER TABLE %s DROP COLUMN tsv', e.vectors_table);
+            EXECUTE format('COMMENT ON TABLE %s IS %L', wt, format('pgmrl full-text words of embedding set %s', e.slug));
+            EXECUTE format('ALTER TABLE %s OWNER TO %I', wt, pg_catalog.pg_get_userbyid(e.relowner));
+            UPDATE mrl.embedding_sets SET words_table = wt::regclass WHERE id = e.id;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pgmrl: the full-text words of set "%" stay in %: %', e.slug, e.vectors_table, SQLERRM
+                USING HINT = 'Remove what prevents it (e.g. a view on the column) and recreate the set.';
+        END;
     END LOOP;
 END
 $words$;
