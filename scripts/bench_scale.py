@@ -748,7 +748,7 @@ def plot(configs, methods, at, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    quarter = [c for c in configs if "(default)" not in c["label"] and c["budget"] is not None]
+    quarter = [c for c in configs if "(dflt)" not in c["label"] and c["budget"] is not None]  # sb = budget / 4
     fig, ax = plt.subplots(figsize=(8, 5))
     for m in methods:
         xs, ys = [], []
