@@ -429,11 +429,12 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
             f"refit {p['refit_s']:.1f} s (vectors table {mib(b)} -> {mib(a)} MiB), coarse index "
             f"{p['coarse_build_s']:.1f} s ({mib(p['coarse_index_bytes'])} MiB), tune {p['tune_s']:.1f} s -> {p['tuned']}")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # a settled database: without this, autovacuum starts on the refit's dead rows at the first cold start
+        # a settled database: without this, autovacuum starts on dead rows (a refit that left every row twice did
+        # before the product rewrote the table instead) at the first cold start
         # of every budget, competes with the searches for the 2 cores and, under a tight budget, is the process
         # the kernel kills (its dead-row store is private memory, up to maintenance_work_mem)
         _, t = timed(lambda: conn.execute("VACUUM (ANALYZE)"))
-        log(f"VACUUM (ANALYZE) of the whole database in {t:.1f} s (the refit left one dead version per row)")
+        log(f"VACUUM (ANALYZE) of the whole database in {t:.1f} s (dead rows of the loads and refits, statistics)")
         loads["vacuum_s"] = t
         for p in products.values():
             sizes[p["slug"]] = relation_sizes(conn, p["vectors_table"])
