@@ -67,10 +67,13 @@ BEGIN
                            e.vectors_table);
             EXECUTE format('INSERT INTO %s SELECT id,%s tsv FROM %s WHERE tsv IS NOT NULL', wt,
                            CASE WHEN chunked THEN ' chunk,' ELSE '' END, e.vectors_table);
-            -- rows whose words were never written (stored around the worker): queued once, for their words only
+            -- rows whose words were never written (stored around the worker) and are not queued already (009
+            -- queues every stored key when it adds the column): queued once, for their words only
             EXECUTE format('INSERT INTO mrl.queue_intake (set_id, ids)
-                            SELECT $1, array_agg(x.id::text) FROM (SELECT DISTINCT id, (dense_rank() OVER (ORDER BY id) - 1) / 5000 AS g
-                                                                     FROM %s WHERE tsv IS NULL) x
+                            SELECT $1, array_agg(x.k) FROM (SELECT y.k, (row_number() OVER (ORDER BY y.k) - 1) / 5000 AS g
+                                                              FROM (SELECT DISTINCT v.id::text AS k FROM %s v WHERE v.tsv IS NULL) y
+                                                             WHERE NOT EXISTS (SELECT FROM mrl.queue q WHERE q.set_id = $1 AND q.id = y.k)
+                                                               AND NOT EXISTS (SELECT FROM mrl.queue_intake i WHERE i.set_id = $1 AND y.k = ANY (i.ids))) x
                              GROUP BY x.g', e.vectors_table) USING e.id;
             EXECUTE format('DROP INDEX IF EXISTS mrl_data.%I', e.slug || '_fts');
             EXECUTE format('CREATE INDEX %I ON %s USING gin (tsv)', e.slug || '_fts', wt);
