@@ -200,3 +200,23 @@ BEGIN
     PERFORM mrl_internal._check_tables(s);
 END
 $fn$;
+
+-- Whether the current role may act as the owner of a table (ALTER TABLE, CLUSTER without MAINTAIN).
+CREATE OR REPLACE FUNCTION mrl_internal._owns_table(t regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = t)) $fn$;
+
+-- Rewrites a table in its primary key's order, without dead row versions (as its owner: CLUSTER runs the table's
+-- code, if any, as the owner). The caller holds the privilege (owner, or MAINTAIN on PostgreSQL 17+).
+CREATE OR REPLACE FUNCTION mrl_internal._cluster(t regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('CLUSTER %s USING %I', t, (SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                                              WHERE i.indrelid = t AND i.indisprimary));
+END
+$fn$;

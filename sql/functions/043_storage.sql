@@ -17,7 +17,7 @@ DECLARE
     full_m int;
     full_ef int;
 BEGIN
-    IF NOT mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+    IF NOT mrl_internal._owns_table(vt) THEN
         RAISE EXCEPTION 'only the owner of % may compact embedding set "%"', vt, s.slug USING ERRCODE = 'insufficient_privilege',
               HINT = format('Run it as %s (the role that created the set).', (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid = vt));
     END IF;
@@ -39,8 +39,7 @@ BEGIN
             PERFORM mrl.create_full_index(s.slug, full_m, full_ef);
         END IF;
     ELSE
-        EXECUTE format('CLUSTER %s USING %I', vt, (SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                                                     WHERE i.indrelid = vt AND i.indisprimary));
+        PERFORM mrl_internal._cluster(vt);
     END IF;
     RETURN QUERY SELECT before, pg_table_size(vt), ftype;
 END

@@ -83,7 +83,7 @@ AS $fn$
 DECLARE
     vt regclass := s.vectors_table;
 BEGIN
-    IF mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+    IF mrl_internal._owns_table(vt) THEN
         PERFORM mrl_internal._lock_and_check(s, 'ACCESS EXCLUSIVE');  -- (as in mrl.compact_embedding_set)
         EXECUTE format('ALTER TABLE %s ALTER COLUMN coarse TYPE @vec@.halfvec(%s) USING mrl.coarse_of(%s, embedding::@vec@.vector)',
                        vt, s.truncate_dim, s.id);
@@ -109,13 +109,12 @@ DECLARE
     vt regclass := s.vectors_table;
 BEGIN
     PERFORM mrl_internal._check_tables(s);
-    IF mrl_internal._owns((SELECT c.relowner FROM pg_class c WHERE c.oid = vt)) THEN
+    IF mrl_internal._owns_table(vt) THEN
         RETURN 'rewritten';
     END IF;
     IF current_setting('server_version_num')::int >= 170000 THEN  -- (the privilege is unknown before)
         IF has_table_privilege(vt, 'MAINTAIN') THEN
-            EXECUTE format('CLUSTER %s USING %I', vt, (SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-                                                         WHERE i.indrelid = vt AND i.indisprimary));
+            PERFORM mrl_internal._cluster(vt);
             RETURN 'clustered';
         END IF;
     END IF;

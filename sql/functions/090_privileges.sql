@@ -86,6 +86,7 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._coarse_plan(mrl.embedding_configs, int, text), mrl_internal._backfill(mrl.embedding_sets),
     mrl_internal._create_vectors_table(text, regclass, name, text, int, int, bool, text), mrl_internal._check_full_type(text),
     mrl_internal._words_table_ok(regclass, regclass), mrl_internal._lock_and_check(mrl.embedding_sets, text),
+    mrl_internal._owns_table(regclass), mrl_internal._cluster(regclass),
     mrl_internal._create_words_table(text, regclass, text, bool),
     mrl_internal._check_chunking(jsonb, mrl.embedding_configs), mrl_internal._check_ts_config(text),
     mrl_internal._search_chunked(mrl.embedding_sets, @vec@.vector, int, text, int, int, jsonb),
