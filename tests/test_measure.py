@@ -46,6 +46,12 @@ def test_measure_recall_and_tune(loaded, corpus_vectors):
     assert stored[:2] == (ck, ef) and stored[3] >= 0.99 and stored[2] >= stored[3]
     assert ck == max(t[0] for t in trials) and ef == max(t[1] for t in trials if t[0] == ck)  # the grid stopped there
     assert conn.execute("SELECT used_coarse_k FROM mrl.measure_recall('docs', 5)").fetchone()[0] == ck
+    # the stored ef_search goes with the stored coarse_k only: a call asking for another coarse_k walks that deep
+    # (a tuned ef 400 made every coarse_k 80 search walk 400 deep: 1.2x full HNSW instead of 1.0x in bench_scale)
+    conn.execute("SELECT mrl.configure_search('docs', coarse_k => 40, ef_search => 300)")
+    assert conn.execute("SELECT used_coarse_k, used_ef_search FROM mrl.measure_recall('docs', 5)").fetchone() == (40, 300)
+    assert conn.execute("SELECT used_coarse_k, used_ef_search FROM mrl.measure_recall('docs', 5, coarse_k => 60)"
+                        ).fetchone() == (60, 60)
 
     # a low target stores a small coarse_k, which searches without coarse_k then use
     conn.execute("SELECT * FROM mrl.tune('docs', 0.5, 50)")

@@ -101,8 +101,8 @@ BEGIN
 END
 $fn$;
 
--- Rows an HNSW scan must return for a search: k, or coarse_k candidates, and the set's tuned value for its coarse
--- stage, and never less than the session's setting. hnsw.ef_search itself is capped at pgvector's maximum (1000);
+-- Rows an HNSW scan must return for a search: k, or coarse_k candidates, and the set's stored ef_search when the
+-- search uses the set's own coarse_k (the pair mrl.tune chose), and never less than the session's setting. hnsw.ef_search itself is capped at pgvector's maximum (1000);
 -- beyond it the search uses an iterative index scan (pgvector >= 0.8).
 CREATE OR REPLACE FUNCTION mrl_internal._ef_search(s mrl.embedding_sets, strategy text, k int, coarse_k int)
 RETURNS int
@@ -110,7 +110,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT greatest(CASE strategy WHEN 'hnsw' THEN k WHEN 'binary_two_stage' THEN coarse_k
-                                  ELSE greatest(coarse_k, coalesce(s.default_ef_search, 0)) END,
+                                  -- the set's stored ef_search (tuned or configured) goes with its own
+                                  -- coarse_k; a call that asks for another coarse_k walks coarse_k deep
+                                  ELSE greatest(coarse_k, CASE WHEN coarse_k = greatest(k, s.default_coarse_k)
+                                                               THEN coalesce(s.default_ef_search, 0) ELSE 0 END) END,
                     coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, 40))
 $fn$;
 
