@@ -10,6 +10,7 @@ query vectors); the right answer is the long document that contains the package:
   tokens      token windows of 256 tokens (the model's window, [CLS]/[SEP] counted), 32 shared by neighbours
   paragraphs  whole descriptions/sentences packed into chunks of at most 256 tokens
   tokens-128, paragraphs-128   the same with chunks of at most 128 tokens
+  sections-128  every description (paragraph) starts a chunk of at most 128 tokens
 
 Two query groups per document: the package at the start, and the first package that starts past the model's
 window (its first token after token 254). Reports Recall@10 and MRR@10 for both groups, their gap, the chunks
@@ -34,7 +35,8 @@ from pgmrl.embedding import get_embedder
 SETS = {"none": None, "tokens": {"method": "tokens", "size": 256, "overlap": 32},
         "paragraphs": {"method": "paragraphs", "size": 256},
         "tokens-128": {"method": "tokens", "size": 128, "overlap": 32},
-        "paragraphs-128": {"method": "paragraphs", "size": 128}}
+        "paragraphs-128": {"method": "paragraphs", "size": 128},
+        "sections-128": {"method": "sections", "size": 128}}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ UPDATE, DELETE and kill -9 of the worker), chunks never longer than the model's 
 in full, a text change re-embedding only its row, and searches returning each row once."""
 
 import random
+import re
 import signal
 import time
 
@@ -42,7 +43,7 @@ def test_splitters_never_exceed_the_window(embedder, corpus):
     budget = embedder.token_budget()
     assert budget == 254  # MiniLM: 256 less [CLS] and [SEP]
     for cut in (chunking.Chunking("tokens", 256, 32), chunking.Chunking("tokens", 64, 16),
-                chunking.Chunking("paragraphs", 128, 16)):
+                chunking.Chunking("paragraphs", 128, 16), chunking.Chunking("sections", 128, 16)):
         parts = chunking.fit(text, chunking.split(text, cut, spans, budget), spans, embedder.count_tokens, budget)
         counts = embedder.count_tokens([p.text for p in parts])
         assert max(counts) <= min(cut.size, budget) + 2, (cut, max(counts))
@@ -54,6 +55,17 @@ def test_splitters_never_exceed_the_window(embedder, corpus):
         else:  # paragraphs: chunks end at a sentence's end
             assert all(text[p.end - 1] in ".!?;)\"'" or p.end == len(text) or len(
                 embedder.count_tokens([p.text])) for p in parts)
+        if cut.method == "sections":  # a chunk crosses a paragraph break only after short whole paragraphs
+            starts = {p.start for p in parts}
+            paragraph_starts = [m.end() for m in re.finditer(r"\n\n", text)]
+            for p in parts:
+                if "\n\n" in p.text:
+                    head = p.text[:p.text.rindex("\n\n")]
+                    assert len(embedder.token_spans(head)) < cut.size // 4, (head, p.text)
+            # the real descriptions here are long enough to be their own sections: each starts a chunk
+            assert sum(s in starts for s in paragraph_starts) >= 0.9 * len(paragraph_starts)
+        elif cut.method == "paragraphs":  # packed: most chunks hold the end of one description and the next
+            assert sum("\n\n" in p.text for p in parts) > len(parts) // 2
 
 
 def test_invariant_under_insert_update_delete(chunked, corpus, embedder):
@@ -183,9 +195,9 @@ def test_chunking_is_checked_and_changed_blue_green(chunked, embedder):
     assert conn.execute("SELECT to_regclass('mrl_words.docs_fts') IS NOT NULL AND mrl.words_table('docs') = 'mrl_words.docs'::regclass").fetchone()[0]
     q = embedder.encode(["a tool"], kind="query")[0]
     assert len(chunked.search("docs", np.asarray(q), k=5)) == 5
-    conn.execute("""SELECT mrl.alter_embedding_set('docs', chunking => '{"method": "paragraphs", "size": 128}')""")
+    conn.execute("""SELECT mrl.alter_embedding_set('docs', chunking => '{"method": "sections", "size": 128}')""")
     chunked.run_worker(once=True)
-    assert conn.execute("SELECT chunking ->> 'method' FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0] == "paragraphs"
+    assert conn.execute("SELECT chunking ->> 'method' FROM mrl.embedding_sets WHERE slug = 'docs'").fetchone()[0] == "sections"
     check_chunks(conn, "docs", "body", embedder=embedder)
 
 

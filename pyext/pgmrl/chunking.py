@@ -1,11 +1,13 @@
 """Cutting long texts into chunks that the model reads whole.
 
 A set's `chunking` (mrl.embedding_sets.chunking) is NULL (one vector per row, from the beginning of its text) or
-{"method": "tokens" | "paragraphs", "size": tokens, "overlap": tokens}. Sizes are counted in the model's own
-tokenizer, and a chunk never holds more tokens than the model reads: the document prefix and the special tokens
-are counted too. "tokens" slides a window of `size` tokens, `overlap` of them shared with the previous chunk;
+{"method": "tokens" | "paragraphs" | "sections", "size": tokens, "overlap": tokens}. Sizes are counted in the
+model's own tokenizer, and a chunk never holds more tokens than the model reads: the document prefix and the special
+tokens are counted too. "tokens" slides a window of `size` tokens, `overlap` of them shared with the previous chunk;
 "paragraphs" packs whole paragraphs, else whole sentences, into chunks of at most `size` tokens and cuts only a
-sentence longer than that into token windows. Offsets are character positions in the text: [start, end).
+sentence longer than that into token windows; "sections" does the same but starts a chunk at every paragraph (a
+paragraph shorter than a quarter of `size`, such as a heading, joins the next one), so that no chunk mixes the end
+of one topic with the start of the next. Offsets are character positions in the text: [start, end).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .errors import PgmrlError
 
 # A token's character span in the text
 Span = tuple[int, int]
+
+METHODS = ("tokens", "paragraphs", "sections")
 
 _PARAGRAPH = re.compile(r"\n\s*\n|\r\n\s*\r\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n")
@@ -35,7 +39,7 @@ class Chunking:
         if not value:
             return None
         method = value.get("method")
-        if method not in ("tokens", "paragraphs"):
+        if method not in METHODS:
             raise PgmrlError(f"unknown chunking method {method!r}")
         size, overlap = int(value.get("size", 256)), int(value.get("overlap", 0))
         if size < 1 or not 0 <= overlap < size:
@@ -52,8 +56,8 @@ class Chunk:
 
 
 def split(text: str, chunking: Chunking, spans: Sequence[Span], budget: int) -> list[Chunk]:
-    """The chunks of `text` (whose tokens are `spans`): token windows or packed paragraphs/sentences of at most
-    min(size, budget) tokens."""
+    """The chunks of `text` (whose tokens are `spans`): token windows, or packed paragraphs/sentences (each
+    paragraph starting a chunk for "sections") of at most min(size, budget) tokens."""
     size = max(1, min(chunking.size, budget))
     overlap = min(chunking.overlap, size // 2)
     if not spans:
@@ -61,7 +65,7 @@ def split(text: str, chunking: Chunking, spans: Sequence[Span], budget: int) -> 
     if chunking.method == "tokens":
         ranges = _windows(spans, 0, len(spans), size, overlap)
     else:
-        ranges = _packed(text, spans, size, overlap)
+        ranges = _packed(text, spans, size, overlap, sections=chunking.method == "sections")
     return [Chunk(i, a, b, text[a:b]) for i, (a, b) in enumerate(ranges)]
 
 
@@ -79,11 +83,12 @@ def _windows(spans: Sequence[Span], first: int, last: int, size: int, overlap: i
     return out
 
 
-def _units(text: str) -> list[Span]:
-    """Paragraphs, each cut into sentences: (start, end) character ranges without surrounding blanks."""
-    out: list[Span] = []
+def _units(text: str) -> list[tuple[Span, bool]]:
+    """Paragraphs, each cut into sentences: (start, end) character ranges without surrounding blanks, each with
+    whether it begins a paragraph."""
+    out: list[tuple[Span, bool]] = []
     for para in _split_ranges(text, _PARAGRAPH, 0, len(text)):
-        out.extend(_split_ranges(text, _SENTENCE_END, *para))
+        out.extend((r, i == 0) for i, r in enumerate(_split_ranges(text, _SENTENCE_END, *para)))
     return out
 
 
@@ -105,9 +110,10 @@ def _split_ranges(text: str, sep: re.Pattern[str], start: int, end: int) -> list
     return stripped
 
 
-def _packed(text: str, spans: Sequence[Span], size: int, overlap: int) -> list[Span]:
+def _packed(text: str, spans: Sequence[Span], size: int, overlap: int, sections: bool = False) -> list[Span]:
     """Whole sentences packed into chunks of at most `size` tokens; a paragraph break ends a chunk when the next
-    paragraph does not fit; a sentence longer than `size` becomes token windows."""
+    paragraph does not fit; a sentence longer than `size` becomes token windows. With `sections` every paragraph
+    starts a chunk, except after whole paragraphs of fewer than size / 4 tokens (a heading joins its section)."""
     starts = [s[0] for s in spans]
 
     def tokens_of(a: int, b: int) -> tuple[int, int]:  # token index range inside [a, b)
@@ -116,9 +122,13 @@ def _packed(text: str, spans: Sequence[Span], size: int, overlap: int) -> list[S
     out: list[Span] = []
     cur: Span | None = None
     cur_tokens = 0
-    for a, b in _units(text):
+    cur_whole = False  # cur holds whole paragraphs only (it began at a paragraph's start)
+    for (a, b), starts_paragraph in _units(text):
         i, j = tokens_of(a, b)
         n = j - i
+        if sections and starts_paragraph and cur is not None and not (cur_whole and cur_tokens < size // 4):
+            out.append(cur)
+            cur, cur_tokens = None, 0
         if n > size:  # a sentence longer than a chunk: token windows
             if cur is not None:
                 out.append(cur)
@@ -130,7 +140,7 @@ def _packed(text: str, spans: Sequence[Span], size: int, overlap: int) -> list[S
         else:
             if cur is not None:
                 out.append(cur)
-            cur, cur_tokens = (a, b), n
+            cur, cur_tokens, cur_whole = (a, b), n, starts_paragraph
     if cur is not None:
         out.append(cur)
     return out

@@ -58,7 +58,7 @@ class Client:
                    coarse_method: str | None = None, mode: str = "async", chunking: dict | str | None = None,
                    text_search_config: str = "english", full_type: str = "halfvec") -> str:
         """Creates an embedding set over `table` (a name such as 'public.docs'); returns its vectors table.
-        chunking: None (one vector per row), 'tokens', 'paragraphs' or {"method": ..., "size": ..., "overlap": ...}
+        chunking: None (one vector per row), 'tokens', 'paragraphs', 'sections' or {"method": ..., "size": ..., "overlap": ...}
         (tokens of the model); text_search_config: the language of its full-text words (hybrid search);
         full_type: how the full vectors are stored, 'halfvec' (2 bytes a dimension) or 'vector' (4 bytes)."""
         row = one(self.conn.execute("SELECT to_regclass(%s)::oid", (table,)))

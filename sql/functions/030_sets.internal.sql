@@ -176,7 +176,8 @@ END
 $fn$;
 
 -- How a set cuts its texts: NULL (one vector per row, from its beginning) or a checked, completed JSON object
---   {"method": "tokens" | "paragraphs", "size": tokens per chunk, "overlap": tokens shared by neighbours}.
+--   {"method": "tokens" | "paragraphs" | "sections", "size": tokens per chunk, "overlap": tokens shared by
+--   neighbours} (pgmrl/chunking.py says how each method cuts).
 -- size is at most the model's window (the worker also counts the document prefix and the special tokens); by
 -- default half of it.
 CREATE OR REPLACE FUNCTION mrl_internal._check_chunking(chunking jsonb, c mrl.embedding_configs)
@@ -197,10 +198,10 @@ BEGIN
         chunking := jsonb_build_object('method', chunking #>> '{}');
     END IF;
     method := chunking ->> 'method';
-    IF jsonb_typeof(chunking) <> 'object' OR method IS NULL OR method NOT IN ('tokens', 'paragraphs')
+    IF jsonb_typeof(chunking) <> 'object' OR method IS NULL OR method NOT IN ('tokens', 'paragraphs', 'sections')
        OR EXISTS (SELECT FROM jsonb_object_keys(chunking) k WHERE k NOT IN ('method', 'size', 'overlap')) THEN
         RAISE EXCEPTION 'invalid chunking %', chunking USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Use NULL (no chunking), ''"tokens"'', ''"paragraphs"'' or e.g. ''{"method": "tokens", "size": 256, "overlap": 32}''.';
+              HINT = 'Use NULL (no chunking), ''"tokens"'', ''"paragraphs"'', ''"sections"'' or e.g. ''{"method": "tokens", "size": 256, "overlap": 32}''.';
     END IF;
     BEGIN
         -- default: half the window (scripts/bench_chunking.py: text past the window found almost as well as its

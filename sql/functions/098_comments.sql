@@ -6,7 +6,7 @@ COMMENT ON FUNCTION mrl.sql_embedding_available() IS
 COMMENT ON FUNCTION mrl.coarse_of(int, @vec@.vector, int) IS
     'The coarse (truncated, normalised) vector of a full vector, exactly as the set stores it (MRL prefix or fitted rotation).';
 COMMENT ON FUNCTION mrl.create_embedding_set(text, text, regclass, text, text, int, bool, bool, text, text, jsonb, text, text) IS
-    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. chunking: NULL (one vector per row), "tokens" or "paragraphs" (with size and overlap in tokens); text_search_config: the language of its full-text words; full_type: halfvec (default, 2 bytes a dimension) or vector. Needs pgmrl_admin.';
+    'Creates an embedding set over a table you own: validates the text (column or built-in expression), creates the vectors table, triggers and queues existing rows. chunking: NULL (one vector per row), "tokens", "paragraphs" or "sections" (with size and overlap in tokens); text_search_config: the language of its full-text words; full_type: halfvec (default, 2 bytes a dimension) or vector. Needs pgmrl_admin.';
 COMMENT ON FUNCTION mrl.compact_embedding_set(text, text) IS
     'Rewrites a set''s vectors table without dead rows (and converts its full vectors to full_type: halfvec or vector). Owner only.';
 COMMENT ON FUNCTION mrl.vectors_table(text) IS 'The vectors table of a set (in schema mrl_data).';

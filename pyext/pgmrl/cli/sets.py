@@ -7,6 +7,7 @@ import json
 import click
 from psycopg.types.json import Jsonb
 
+from ..chunking import METHODS
 from ..strategies import STRATEGIES
 from ._common import dsn_option, json_object, resolve_dsn
 
@@ -22,8 +23,9 @@ from ._common import dsn_option, json_object, resolve_dsn
                                                "size of the fitted rotation (e.g. 128). Omit for the model's default.")
 @click.option("--no-on-create", is_flag=True, help="Do not embed inserted rows automatically.")
 @click.option("--no-on-update", is_flag=True, help="Do not re-embed rows whose text changes.")
-@click.option("--chunking", metavar="SPEC", help="Cut long texts into chunks embedded one by one: tokens, paragraphs, "
-              "or METHOD:SIZE[:OVERLAP] in model tokens (e.g. tokens:256:32). Default: one vector per row.")
+@click.option("--chunking", metavar="SPEC", help="Cut long texts into chunks embedded one by one: tokens (sliding "
+              "windows), paragraphs (whole paragraphs/sentences packed), sections (each paragraph its own chunk(s)), or "
+              "METHOD:SIZE[:OVERLAP] in model tokens (e.g. tokens:256:32). Default: one vector per row.")
 @click.option("--language", default="english", show_default=True,
               help="Text search configuration of the full-text words (hybrid search).")
 @click.option("--full-type", type=click.Choice(["halfvec", "vector"]), default="halfvec", show_default=True,
@@ -47,7 +49,7 @@ def create_set(dsn, slug, table, text_column, name, config, truncate_dim, no_on_
 @click.argument("slug")
 @click.option("--config", help="New embedding config.")
 @click.option("--truncate-dim", type=int, help="New coarse dimension.")
-@click.option("--chunking", metavar="SPEC", help="New chunking: none, tokens, paragraphs or METHOD:SIZE[:OVERLAP].")
+@click.option("--chunking", metavar="SPEC", help="New chunking: none, tokens, paragraphs, sections or METHOD:SIZE[:OVERLAP].")
 @click.option("--language", help="New text search configuration of the full-text words.")
 @click.option("--full-type", type=click.Choice(["halfvec", "vector"]),
               help="New full vector type (re-embeds; `pgmrl compact --full-type` converts in place instead).")
@@ -80,12 +82,12 @@ def compact(dsn, slug, full_type):
 
 
 def chunking_spec(spec: str | None) -> dict | None:
-    """--chunking: none, tokens, paragraphs, or METHOD:SIZE[:OVERLAP]."""
+    """--chunking: none, tokens, paragraphs, sections, or METHOD:SIZE[:OVERLAP]."""
     if spec is None or spec == "none":
         return None
     method, *numbers = spec.split(":")
-    if method not in ("tokens", "paragraphs") or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
-        raise click.BadParameter("use none, tokens, paragraphs or METHOD:SIZE[:OVERLAP], e.g. tokens:256:32",
+    if method not in METHODS or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
+        raise click.BadParameter("use none, tokens, paragraphs, sections or METHOD:SIZE[:OVERLAP], e.g. tokens:256:32",
                                  param_hint="--chunking")
     out: dict = {"method": method}
     if numbers:

@@ -34,7 +34,7 @@ class CreateSetRequest(BaseModel):
     source_table: Name
     text_column: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     mode: Literal["async", "sync"] = "async"
-    chunking: dict | Literal["none", "tokens", "paragraphs"] | None = None
+    chunking: dict | Literal["none", "tokens", "paragraphs", "sections"] | None = None
     text_search_config: Name = "english"
     full_type: Literal["halfvec", "vector"] = "halfvec"
 
