@@ -10,6 +10,10 @@ sets against it (the right answer: the query's own document):
   name    queries that are a rare identifying word: the package name alone, for packages whose name appears in
           their own description and in at most 3 descriptions of the set (what a user who knows the name types)
   name+summary  the same packages, "<package name> <summary>"
+  word    queries that are another rare identifying word: a word (5+ letters, not the package name) that occurs in
+          this package's description and in no other description of the set, but in 2+ descriptions of the whole
+          corpus (a real term, not a typo), e.g. a protocol, algorithm or file format it names
+  word+summary  the same packages, "<summary> <word>"
 
 For each: Recall@10 and nDCG@10 of dense, text and hybrid (rrf_k 60, equal weights), and hybrid minus dense.
 
@@ -40,6 +44,32 @@ def name_queries(records: list[dict], limit: int, rng: random.Random) -> list[in
     return sorted(rng.sample(ok, min(limit, len(ok))))
 
 
+def word_queries(records: list[dict], everything: list[dict], limit: int,
+                 rng: random.Random) -> list[tuple[int, str]]:
+    """(record index, word) for records with a word of 5+ letters that occurs in no other description of the set,
+    is not the package's name, and occurs in at least 2 descriptions of the whole corpus (a term, not a typo);
+    one such word per record, drawn at random."""
+    def words(r: dict) -> set[str]:
+        return set(re.findall(r"(?<![\w-])[a-z]{5,}(?![\w-])", r["doc"].lower()))
+
+    in_set: dict[str, int] = {}
+    in_corpus: dict[str, int] = {}
+    per_doc = [words(r) for r in records]
+    for ws in per_doc:
+        for w in ws:
+            in_set[w] = in_set.get(w, 0) + 1
+    for r in everything:
+        for w in words(r):
+            in_corpus[w] = in_corpus.get(w, 0) + 1
+    ok = []
+    for i, (r, ws) in enumerate(zip(records, per_doc)):
+        unique = sorted(w for w in ws if in_set[w] == 1 and in_corpus[w] >= 2 and w not in r["id"].lower())
+        if unique:
+            ok.append((i, unique))
+    picked = sorted(rng.sample(ok, min(limit, len(ok))))
+    return [(i, rng.choice(unique)) for i, unique in picked]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dsn", help="Database (default: a temporary embedded server)")
@@ -53,6 +83,8 @@ def main() -> None:
     docs, qvecs = vectors("docs", args.docs), vectors("queries", args.docs)
     plain = sorted(rng.sample(range(args.docs), args.queries))
     named = name_queries(records, args.queries, rng)
+    worded = word_queries(records, load_records(10**9), args.queries, rng)
+    words = dict(worded)
     with database(args.dsn, "pgmrl-bench-hybrid-") as dsn, Client(dsn) as c:
         c.install()
         c.conn.execute("DROP TABLE IF EXISTS bench_docs CASCADE")
@@ -68,16 +100,19 @@ def main() -> None:
         c.refit("hy")
         c.conn.execute("ANALYZE mrl_data.hy")
         print(f"{args.docs} documents loaded in {time.perf_counter() - t:.0f} s; "
-              f"{len(plain)} plain and {len(named)} name queries")
+              f"{len(plain)} plain, {len(named)} name and {len(worded)} rare-word queries")
         emb = None
         results = {}
-        for kind, idx in (("plain", plain), ("name", named), ("name+summary", named)):
+        wordidx = [i for i, _ in worded]
+        for kind, idx in (("plain", plain), ("name", named), ("name+summary", named), ("word", wordidx),
+                          ("word+summary", wordidx)):
             if kind == "plain":
                 texts = [records[i]["query"] for i in idx]
                 qv = [qvecs[i] for i in idx]
             else:
                 texts = [records[i]["id"] if kind == "name" else f'{records[i]["id"]} {records[i]["query"]}'
-                         for i in idx]
+                         if kind == "name+summary" else words[i] if kind == "word" else
+                         f'{records[i]["query"]} {words[i]}' for i in idx]
                 if emb is None:
                     from pgmrl.embedding import get_embedder
                     emb = get_embedder(c.set_config("hy"))
