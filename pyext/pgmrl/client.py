@@ -20,6 +20,8 @@ from . import schema, textexpr
 from .db import VectorList, connect, one, scalar
 from .embedding import EmbeddingConfig, get_embedder
 from .errors import PgmrlError
+from .schema import citus_role
+from .worker.citus import NodeIntakes
 
 
 class Client:
@@ -48,7 +50,7 @@ class Client:
 
     # -- schema -------------------------------------------------------------------------------------
     def install(self) -> list[str]:
-        applied = schema.install(self.conn)
+        applied = schema.install(self.conn, self.dsn)
         self.close()  # reconnect so the vector types are registered on the new extension
         return applied
 
@@ -190,6 +192,12 @@ class Client:
         with connect(self.dsn, role=self.role) as conn:
             set_id, dims = one(conn.execute("SELECT (s).id, (s).dims FROM (SELECT mrl_internal._set(%s) AS s) x",
                                             (slug,)))
+            if citus_role(conn) == "coordinator":  # keys queued on the nodes of a Citus cluster
+                nodes = NodeIntakes(self.dsn)
+                try:
+                    nodes.move(conn)
+                finally:
+                    nodes.close()
             while scalar(conn.execute("SELECT mrl_internal._expand_intake()")):  # written keys -> queue rows
                 conn.commit()
             conn.commit()

@@ -59,6 +59,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION mrl_internal._text_expr(source regclass, text_column text, OUT expr text, OUT columns name[])
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET citus.enable_ddl_propagation = off  -- (Citus: the throw-away view stays on this node; without Citus, inert)
 AS $fn$
 DECLARE
     stripped text;

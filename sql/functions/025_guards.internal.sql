@@ -29,7 +29,16 @@ AS $fn$
         OR EXISTS (SELECT FROM pg_policy p
                     CROSS JOIN LATERAL (SELECT FROM pg_depend d
                                          WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid
-                                           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt) OFFSET 0) z
+                                           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjid = vt)
+                                           -- (a distributed set's policies name its source, in pgmrl's form only)
+                                           AND NOT (d.refclassid = 'pg_class'::regclass AND d.refobjsubid = 0
+                                                    AND d.refobjid IN (SELECT e.source FROM mrl.embedding_sets e
+                                                                        WHERE vt IN (e.vectors_table, e.words_table)
+                                                                          AND mrl_internal._is_distributed(e.source))
+                                                    AND coalesce(pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+                                                        ~ '^has_table_privilege\(''[^'']+''::regclass, ''[A-Z, ]+''::text\)$'
+                                                    AND (p.polqual IS NULL OR p.polwithcheck IS NULL))
+                                         OFFSET 0) z
                     WHERE p.polrelid = vt)
 $fn$;
 

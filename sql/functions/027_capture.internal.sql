@@ -97,14 +97,21 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     fn text := CASE WHEN s.mode = 'sync' THEN 'mrl_internal._sync_changes' ELSE 'mrl_internal._queue_changes' END;
+    args text := format('%L', s.id);
 BEGIN
+    IF mrl_internal._is_distributed(s.source) THEN
+        -- Citus: the trigger fires on the workers' shards, which queue into their own node (sql/node)
+        fn := 'mrl_node._queue_shard_changes';
+        args := format('%L, %L, %L', s.id, s.source::text, s.pk_column);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     IF s.on_create THEN
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || s.slug || '_ins', s.source, fn, s.id);
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', 'mrl_' || s.slug || '_ins', s.source, fn, args);
     END IF;
     IF s.on_update THEN
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS mrl_old NEW TABLE AS mrl_new
-                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%L)', 'mrl_' || s.slug || '_upd', s.source, fn, s.id);
+                        FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)', 'mrl_' || s.slug || '_upd', s.source, fn, args);
     END IF;
 END
 $fn$;

@@ -164,11 +164,16 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    -- the source in the policies: by oid; on a Citus-distributed set by name (a regclass constant), so that the
+    -- copies of the policies on the workers' shards name the workers' own copy of the source table
+    src text := CASE WHEN mrl_internal._is_distributed(source) THEN format('%L::regclass', source::text)
+                     ELSE format('%s::oid', source::oid) END;
 BEGIN
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', vt);
     EXECUTE format('DROP POLICY IF EXISTS mrl_source_readers ON %s', vt);
-    EXECUTE format('CREATE POLICY mrl_source_readers ON %s FOR SELECT USING (pg_catalog.has_table_privilege(%s::oid, %L))',
-                   vt, source::oid, 'SELECT');
+    EXECUTE format('CREATE POLICY mrl_source_readers ON %s FOR SELECT USING (pg_catalog.has_table_privilege(%s, %L))',
+                   vt, src, 'SELECT');
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgmrl_worker') THEN
         EXECUTE format('DROP POLICY IF EXISTS mrl_worker ON %s', vt);
         EXECUTE format('CREATE POLICY mrl_worker ON %s TO pgmrl_worker USING (true) WITH CHECK (true)', vt);
@@ -176,14 +181,14 @@ BEGIN
     -- sync mode writes vectors in the writer's statement: roles that may write the source may write its vectors,
     -- once the set's owner grants them INSERT, UPDATE, DELETE on the vectors table
     EXECUTE format('DROP POLICY IF EXISTS mrl_sync_writers ON %s', vt);
-    EXECUTE format('CREATE POLICY mrl_sync_writers ON %s FOR INSERT WITH CHECK (pg_catalog.has_table_privilege(%s::oid, %L))',
-                   vt, source::oid, 'INSERT, UPDATE');
+    EXECUTE format('CREATE POLICY mrl_sync_writers ON %s FOR INSERT WITH CHECK (pg_catalog.has_table_privilege(%s, %L))',
+                   vt, src, 'INSERT, UPDATE');
     EXECUTE format('DROP POLICY IF EXISTS mrl_sync_updaters ON %s', vt);
-    EXECUTE format('CREATE POLICY mrl_sync_updaters ON %s FOR UPDATE USING (pg_catalog.has_table_privilege(%s::oid, %L))',
-                   vt, source::oid, 'INSERT, UPDATE');
+    EXECUTE format('CREATE POLICY mrl_sync_updaters ON %s FOR UPDATE USING (pg_catalog.has_table_privilege(%s, %L))',
+                   vt, src, 'INSERT, UPDATE');
     EXECUTE format('DROP POLICY IF EXISTS mrl_sync_deleters ON %s', vt);
-    EXECUTE format('CREATE POLICY mrl_sync_deleters ON %s FOR DELETE USING (pg_catalog.has_table_privilege(%s::oid, %L))',
-                   vt, source::oid, 'UPDATE');
+    EXECUTE format('CREATE POLICY mrl_sync_deleters ON %s FOR DELETE USING (pg_catalog.has_table_privilege(%s, %L))',
+                   vt, src, 'UPDATE');
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', vt);
     EXECUTE format('GRANT SELECT ON %s TO PUBLIC', vt);
 END

@@ -30,6 +30,7 @@ DECLARE
     chunks jsonb;
     ts_config text := mrl_internal._check_ts_config(text_search_config);
     ftype text := mrl_internal._check_full_type(full_type);
+    distributed bool;
 BEGIN
     PERFORM mrl_internal._check_new_set(name, slug, mode);
     PERFORM mrl_internal._check_source(source);
@@ -40,6 +41,7 @@ BEGIN
                   HINT = 'Use mode => ''async'' (the sidecar embeds queued rows within seconds), or install the contrib package (dblink) or postgresql-plpython3-NN and run `pgmrl install` again.';
     END IF;
     key := mrl_internal._source_key(source);
+    distributed := mrl_internal._check_citus_source(source, key.pk_col, mode, chunking);
     PERFORM mrl_internal._check_readable(source);  -- (the text expression itself: by the registry's trigger, below)
     plan := mrl_internal._coarse_plan(c, truncate_dim, coarse_method);
     chunks := mrl_internal._check_chunking(chunking, c);
@@ -50,6 +52,9 @@ BEGIN
 
     vt := mrl_internal._create_vectors_table(slug, source, key.pk_col, key.pk_typ, c.dims, plan.tdim, chunks IS NOT NULL, ftype);
     wt := mrl_internal._create_words_table(slug, vt, key.pk_typ, chunks IS NOT NULL);
+    IF distributed THEN
+        PERFORM mrl_internal._distribute_set_tables(source, key.pk_col, vt, wt);
+    END IF;
     INSERT INTO mrl.embedding_sets (name, slug, source, pk_column, pk_type, text_expr, config, dims, truncate_dim,
                                     coarse_method, on_create, on_update, mode, vectors_table, chunking, text_search_config,
                                     full_type, words_table)

@@ -19,6 +19,18 @@ BEGIN
                   HINT = format('Drop the set with SELECT mrl.drop_embedding_set(%L), or recreate it on the new table.', s.slug);
     END IF;
     PERFORM mrl_internal._check_tables(s);
+    IF mrl_internal._is_distributed(s.source) THEN
+        -- Citus: the rows and the stored hashes are fetched from the shards first (materialised), then matched with
+        -- the keys here (a lateral join of a table function with a distributed table cannot be pushed down)
+        RETURN QUERY EXECUTE format(
+            'WITH x AS MATERIALIZED (SELECT (mrl_src.%1$I)::text AS k, (%2$s)::text AS body FROM %3$s mrl_src
+                                      WHERE mrl_src.%1$I = ANY ($1::%4$s[])),
+                  v AS MATERIALIZED (SELECT (v.id)::text AS k, v.content_hash FROM %5$s v WHERE v.id = ANY ($1::%4$s[]))
+             SELECT k.id, x.body, md5(x.body), v.content_hash
+               FROM unnest($1) AS k(id) LEFT JOIN x ON x.k = k.id LEFT JOIN v ON v.k = k.id',
+            s.pk_column, s.text_expr, s.source, s.pk_type, s.vectors_table) USING ids;
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE format(
         'SELECT k.id, x.body, md5(x.body), v.content_hash
            FROM unnest($1) AS k(id)
@@ -74,11 +86,33 @@ BEGIN
     keys := (SELECT array_agg(DISTINCT k) FROM unnest(coalesce(keys, '{}') || coalesce(ids, '{}')) k);
     -- (Row locks need UPDATE privilege; a worker role without it relies on the foreign-key check's own lock and
     -- retries a batch that a concurrent DELETE made fail.)
-    IF has_any_column_privilege(s.source, 'UPDATE') THEN
+    -- (On a Citus-distributed source a multi-shard row lock is not possible; the co-located foreign key check
+    -- of the vectors' INSERT takes its lock on each shard.)
+    IF has_any_column_privilege(s.source, 'UPDATE') AND NOT mrl_internal._is_distributed(s.source) THEN
         EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
                        s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
     END IF;
-    IF n > 0 AND chunks IS NULL THEN
+    IF n > 0 AND chunks IS NULL AND mrl_internal._is_distributed(s.source) THEN
+        -- Citus: the full and coarse vectors are computed here, in the stored types, so that the statement sent to
+        -- the shards casts and calls nothing (the coarse vectors use the set's one rotation on every shard)
+        EXECUTE format(
+            'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
+             SELECT x.mrl_key, b.embedding, b.coarse, b.hash, clock_timestamp(), coalesce(b.truncated, false)
+               FROM unnest($1, $2, %6$s, $4, $5) AS b(id, hash, embedding, coarse, truncated)
+               JOIN (SELECT mrl_src.%2$I AS mrl_key, (%3$s)::text AS mrl_body FROM %4$s mrl_src WHERE mrl_src.%2$I = ANY ($1::%5$s[])) x
+                 ON x.mrl_key = b.id::%5$s AND md5(x.mrl_body) = b.hash
+              ORDER BY x.mrl_key
+             ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, coarse = EXCLUDED.coarse,
+                 content_hash = EXCLUDED.content_hash, embedded_at = EXCLUDED.embedded_at,
+                 truncated = EXCLUDED.truncated',
+            s.vectors_table, s.pk_column, s.text_expr, s.source, s.pk_type, CASE WHEN s.full_type = 'halfvec' THEN '$6' ELSE '$3' END)
+            USING ids, hashes, embeddings,
+                  (SELECT array_agg(CASE WHEN s.coarse_method = 'none' THEN NULL ELSE mrl.coarse_of(s.id, e) END ORDER BY o)
+                     FROM unnest(embeddings) WITH ORDINALITY u(e, o)),
+                  coalesce(truncated, array_fill(false, ARRAY[n])),
+                  CASE WHEN s.full_type = 'halfvec' THEN embeddings::@vec@.halfvec[] END;
+        GET DIAGNOSTICS written = ROW_COUNT;
+    ELSIF n > 0 AND chunks IS NULL THEN
         EXECUTE format(
             'INSERT INTO %1$s AS v (id, embedding, coarse, content_hash, embedded_at, truncated)
              SELECT x.mrl_key, b.embedding, %6$s, b.hash, clock_timestamp(), coalesce(b.truncated, false)

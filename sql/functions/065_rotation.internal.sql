@@ -83,6 +83,18 @@ AS $fn$
 DECLARE
     vt regclass := s.vectors_table;
 BEGIN
+    IF mrl_internal._is_distributed(s.source) THEN
+        -- Citus: the shards cannot run mrl.coarse_of (the rotation lives on the coordinator). The full vectors are
+        -- fetched, their coarse vectors computed here, and written back by key (a co-located join per shard).
+        PERFORM mrl_internal._lock_and_check(s, 'ROW EXCLUSIVE');
+        IF mrl_internal._owns_table(vt) THEN
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN coarse TYPE @vec@.halfvec(%s) USING NULL', vt, s.truncate_dim);
+        END IF;
+        EXECUTE format('WITH f AS MATERIALIZED (SELECT v.id, v.embedding FROM %1$s v),
+                             c AS MATERIALIZED (SELECT f.id, mrl.coarse_of($1, f.embedding::@vec@.vector) AS coarse FROM f)
+                        UPDATE %1$s v SET coarse = c.coarse FROM c WHERE v.id = c.id', vt) USING s.id;
+        RETURN 'updated in place';
+    END IF;
     IF mrl_internal._owns_table(vt) THEN
         PERFORM mrl_internal._lock_and_check(s, 'ACCESS EXCLUSIVE');  -- (as in mrl.compact_embedding_set)
         EXECUTE format('ALTER TABLE %s ALTER COLUMN coarse TYPE @vec@.halfvec(%s) USING mrl.coarse_of(%s, embedding::@vec@.vector)',

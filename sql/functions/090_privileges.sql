@@ -96,7 +96,10 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._search_sql(text, text, text),
     mrl_internal._sample_queries(mrl.embedding_sets, int, double precision),
     mrl_internal._run_queries(text, @vec@.vector[], int, text, int), mrl_internal._agreement(jsonb, jsonb),
-    mrl_internal._agreement_low(jsonb, jsonb)
+    mrl_internal._agreement_low(jsonb, jsonb),
+    mrl_internal._citus_kind(regclass), mrl_internal._is_distributed(regclass),
+    mrl_internal._check_citus_source(regclass, name, text, jsonb),
+    mrl_internal._distribute_set_tables(regclass, name, regclass, regclass)
   TO PUBLIC;
 
 DO $grants$
@@ -109,7 +112,8 @@ BEGIN
     END IF;
     -- the worker
     GRANT SELECT, INSERT, UPDATE, DELETE ON mrl.queue TO pgmrl_worker;
-    GRANT SELECT, UPDATE, DELETE ON mrl.queue_intake TO pgmrl_worker;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON mrl.queue_intake TO pgmrl_worker;  -- (INSERT: keys moved from Citus nodes)
+    GRANT USAGE ON SEQUENCE mrl.queue_intake_bid_seq TO pgmrl_worker;
     GRANT USAGE ON SEQUENCE mrl.queue_qid_seq TO pgmrl_worker;
     GRANT SELECT ON mrl.settings TO pgmrl_worker;
     GRANT UPDATE (rotation_version, rotation_rows, rotation_fitted_at, rotation_requested_at) ON mrl.embedding_sets TO pgmrl_worker;

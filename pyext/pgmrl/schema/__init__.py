@@ -22,6 +22,7 @@ from importlib import resources
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .._version import __version__
 from ..db import one, scalar
@@ -194,10 +195,57 @@ def ensure_dblink(conn: psycopg.Connection) -> str | None:
     return ensure_dblink(conn)
 
 
-def install(conn: psycopg.Connection) -> list[str]:
-    """Installs or upgrades the schema in one transaction; returns the migrations applied now."""
+def node_script() -> str:
+    """What every node of a Citus cluster needs (the shard triggers' intake): sql/node/*.sql, idempotent."""
+    return "\n\n".join(body for _, body in _files("node"))
+
+
+def citus_role(conn: psycopg.Connection) -> str | None:
+    """'coordinator' when this database has the Citus extension and this node coordinates it, 'worker' on one of
+    its workers, None without Citus."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is None:
+        return None
+    return "coordinator" if scalar(conn.execute("SELECT pg_catalog.citus_is_coordinator()")) else "worker"
+
+
+def citus_workers(conn: psycopg.Connection) -> list[tuple[str, int]]:
+    """(host, port) of the active primary worker nodes, as the coordinator knows them."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT nodename, nodeport FROM pg_catalog.pg_dist_node WHERE isactive AND noderole = 'primary' "
+        "AND groupid <> 0 ORDER BY nodeid")]
+
+
+def node_dsn(dsn: str, host: str, port: int) -> str:
+    """The coordinator's connection string (user, password, database, options) aimed at another node."""
+    params = conninfo_to_dict(dsn)
+    params.pop("hostaddr", None)
+    params.update(host=host, port=str(port))
+    return make_conninfo("", **params)
+
+
+def _iterative_scans(node: psycopg.Connection) -> None:
+    """On a Citus worker: a pushed-down `ORDER BY coarse <=> q LIMIT n` runs on every shard, and a shard's HNSW scan
+    returns at most hnsw.ef_search rows, which the coordinator cannot raise there from inside a function (Citus sends
+    SET LOCAL to the workers only in a transaction block). With iterative scans (pgvector >= 0.8) a shard's scan goes
+    on until it has its n rows, in distance order; queries that get their rows within ef_search are unchanged."""
+    version = scalar(node.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    if version is not None and _version_tuple(version) >= (0, 8, 0):
+        node.execute(sql.SQL("ALTER DATABASE {} SET hnsw.iterative_scan = 'strict_order'").format(
+            sql.Identifier(scalar(node.execute("SELECT current_database()")))))
+
+
+def install(conn: psycopg.Connection, dsn: str | None = None) -> list[str]:
+    """Installs or upgrades the schema in one transaction; returns the migrations applied now. On the coordinator of
+    a Citus cluster the schema stays on the coordinator (DDL propagation off) and every node, workers included,
+    gets the node script (reached with `dsn`'s credentials, or the connection's own parameters)."""
+    citus = citus_role(conn)
+    if citus == "worker":
+        raise PgmrlError("this database is a worker node of a Citus cluster: run `pgmrl install` on the coordinator "
+                         "(it installs what the workers need)")
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if citus:
+            conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
         schema = ensure_pgvector(conn)
         before: set[str] = set()
         if scalar(conn.execute("SELECT to_regclass('mrl.migrations')")) is not None:
@@ -205,6 +253,21 @@ def install(conn: psycopg.Connection) -> list[str]:
         plpython = ensure_plpython(conn)
         conn.execute(build_script(schema, plpython, None if plpython else ensure_dblink(conn)))
         after = [r[0] for r in conn.execute('SELECT name FROM mrl.migrations ORDER BY name COLLATE "C"')]
+        if citus:
+            conn.execute(node_script())
+            workers = citus_workers(conn)
+    if citus:
+        base = dsn or conn.info.dsn
+        for host, port in workers:
+            try:
+                with psycopg.connect(node_dsn(base, host, port)) as node:
+                    node.execute("SET LOCAL citus.enable_ddl_propagation = off")
+                    node.execute(node_script())
+                    _iterative_scans(node)
+            except psycopg.OperationalError as exc:
+                raise PgmrlError(f"Citus worker {host}:{port} cannot be reached with the coordinator's credentials "
+                                 f"({str(exc).strip().splitlines()[0]}): the schema is installed on the coordinator; "
+                                 f"make the worker reachable and run `pgmrl install` again") from exc
     return [m for m in after if m not in before]
 
 

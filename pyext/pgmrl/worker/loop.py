@@ -18,8 +18,9 @@ from ..chunking import Chunking
 from ..db import connect, scalar
 from ..embedding import Embedder, EmbeddingConfig, get_embedder
 from ..errors import DatabaseUnavailable, SchemaMismatch
-from ..schema import schema_problem
+from ..schema import citus_role, schema_problem
 from .batch import Batches
+from .citus import NodeIntakes
 from .maintenance import fit_due_rotations, switch_due_sets
 from .metrics import Metrics
 
@@ -65,6 +66,7 @@ class Worker(Batches):
         self._fk_retries: dict[int, int] = {}  # consecutive foreign-key rollbacks per set
         self.processed = 0
         self.failed = 0
+        self._nodes: NodeIntakes | None = None  # on a Citus coordinator
 
     # -- connections --------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -84,6 +86,9 @@ class Worker(Batches):
         conn.commit()
         if problem:
             raise SchemaMismatch(problem)
+        if citus_role(conn) == "coordinator":  # sets over distributed tables are queued on every node
+            self._nodes = NodeIntakes(self.dsn)
+        conn.commit()
         listen = self.listen_conn = connect(self.listen_dsn or self.dsn, autocommit=True,
                                             application_name="pgmrl worker (listen)")
         listen.execute(f"LISTEN {CHANNEL}")
@@ -107,6 +112,9 @@ class Worker(Batches):
                     "--listen-dsn / PGMRL_LISTEN_DSN", self.poll_interval)
 
     def close(self) -> None:
+        if self._nodes is not None:
+            self._nodes.close()
+            self._nodes = None
         for c in (self.conn, self.listen_conn):
             if c is not None and not c.closed:
                 c.close()
@@ -123,6 +131,8 @@ class Worker(Batches):
     # -- loop ------------------------------------------------------------------------------------------
     def pending_sets(self) -> list[int]:
         conn = self._db()
+        if self._nodes is not None:
+            self._nodes.move(conn)
         while scalar(conn.execute("SELECT mrl_internal._expand_intake()")):  # statements' key arrays -> rows
             conn.commit()
         conn.commit()
