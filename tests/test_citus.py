@@ -23,6 +23,7 @@ import pytest
 
 from helpers import check_invariant
 from pgmrl.client import Client
+from pgmrl.schema import citus_workers, node_dsn
 from pgmrl.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +144,11 @@ def test_two_stage_search_on_a_distributed_set_agrees_with_exact(cluster, dist_t
         assert np.mean(agree_exact) >= 0.99, np.mean(agree_exact)
 
 
-def test_ordinary_role_searches_but_cannot_touch_the_intake(cluster, dist_table, corpus_vectors):
+def test_ordinary_roles_search_but_cannot_queue_or_own_distributed_sets(cluster, dist_table, corpus_vectors):
+    """An ordinary role reads through the shards' row-level security; neither it nor a set administrator can reach
+    the intake or attach the shard trigger function, and a set administrator cannot create a set over a distributed
+    table (its shards on the workers are outside the checks pgmrl makes on the coordinator: code it attached to them
+    would run as the sidecar)."""
     docs, queries = corpus_vectors
     t = dist_table(300)
     role = f"r_{uuid.uuid4().hex[:8]}"
@@ -153,6 +158,7 @@ def test_ordinary_role_searches_but_cannot_touch_the_intake(cluster, dist_table,
         c.conn.execute(f"CREATE ROLE {role} LOGIN")  # propagated to the workers by Citus
         c.conn.execute(f"GRANT SELECT ON {t} TO {role}")
         c.conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        c.conn.execute(f"GRANT pgmrl_admin TO {role}")
     try:
         with Client(cluster, role=role) as r:
             hits = r.search(t, queries[0], 10, strategy="exact")
@@ -163,15 +169,9 @@ def test_ordinary_role_searches_but_cannot_touch_the_intake(cluster, dist_table,
                         f"STATEMENT EXECUTE FUNCTION mrl_node._queue_shard_changes('1', 'public.{t}', 'id')"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     r.conn.execute(sql)
-        # a set administrator may attach the trigger function (create_embedding_set does), but it refuses to queue
-        # anything from a table that is not a shard of the set's source
-        with psycopg.connect(cluster, autocommit=True) as conn:
-            conn.execute(f"GRANT pgmrl_admin TO {role}")
-        with Client(cluster, role=role) as r:
-            r.conn.execute(f"CREATE TRIGGER x AFTER INSERT ON {role}_own REFERENCING NEW TABLE AS mrl_new FOR EACH "
-                           f"STATEMENT EXECUTE FUNCTION mrl_node._queue_shard_changes('1', 'public.{t}', 'id')")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not on a shard"):
-                r.conn.execute(f"INSERT INTO {role}_own VALUES (1, 'x')")
+            r.conn.execute("SELECT create_distributed_table(%s, 'id')", (f"{role}_own",))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only by a superuser"):
+                r.create_set(f"{role}_own", f"{role}_own", f"{role}_own", "body")
             r.conn.execute(f"DROP TABLE {role}_own")
     finally:
         with psycopg.connect(cluster, autocommit=True) as conn:
@@ -179,6 +179,84 @@ def test_ordinary_role_searches_but_cannot_touch_the_intake(cluster, dist_table,
             conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def worker_nodes(dsn: str) -> list[tuple[str, int]]:
+    with psycopg.connect(dsn) as conn:
+        return citus_workers(conn)
+
+
+def worker_dsns(dsn: str) -> dict[int, str]:
+    return {port: node_dsn(dsn, host, port) for host, port in worker_nodes(dsn)}
+
+
+def test_shard_trigger_refuses_fake_shards_and_the_mover_drops_bad_rows(cluster, dist_table):
+    """The shard trigger function queues only from a real shard of the named table placed on its own node, keyed by
+    the distribution column; intake rows that name another set's source, or hold a NULL key, are dropped by the
+    sidecar without stopping it."""
+    t = dist_table(20)
+    with Client(cluster) as c:
+        c.create_set(t, t, t, "body")
+        set_id = c.conn.execute("SELECT id FROM mrl.embedding_sets WHERE slug = %s", (t,)).fetchone()[0]
+        # a shard of the source placed on the second worker, and the first worker's DSN
+        shard, port = c.conn.execute(
+            "SELECT shardid, nodeport FROM citus_shards WHERE table_name = %s::regclass ORDER BY nodeport DESC LIMIT 1",
+            (t,)).fetchone()
+        Worker(cluster).run(once=True)
+    nodes = worker_dsns(cluster)
+    other = next(d for p, d in nodes.items() if p != port)
+    trig = f"EXECUTE FUNCTION mrl_node._queue_shard_changes('{set_id}', 'public.{t}', %s)"
+    with psycopg.connect(other, autocommit=True) as w:
+        w.execute("SET citus.enable_ddl_propagation = off")
+        # a table named like a shard that lives on another node
+        w.execute(f"CREATE TABLE public.{t}_{shard} (id bigint PRIMARY KEY, body text)")
+        try:
+            w.execute(f"CREATE TRIGGER fake AFTER INSERT ON public.{t}_{shard} REFERENCING NEW TABLE AS mrl_new "
+                      f"FOR EACH STATEMENT " + trig.replace("%s", "'id'"))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not on a shard"):
+                w.execute(f"INSERT INTO public.{t}_{shard} VALUES (424242, 'x')")
+        finally:
+            w.execute(f"DROP TABLE public.{t}_{shard}")
+        # a real shard on this node, but keyed by another column than the distribution column
+        w.execute("SET citus.override_table_visibility = off")  # (Citus hides shards from the catalog otherwise)
+        real = w.execute("SELECT c.relname FROM pg_class c JOIN pg_dist_shard d ON c.relname = %s || '_' || d.shardid "
+                         "WHERE d.logicalrelid = %s::regclass LIMIT 1", (t, t)).fetchone()[0]
+        w.execute("SET citus.enable_manual_changes_to_shards = on")
+        w.execute(f"CREATE TRIGGER wrong_key AFTER INSERT ON public.{real} REFERENCING NEW TABLE AS mrl_new "
+                  f"FOR EACH STATEMENT " + trig.replace("%s", "'body'"))
+        try:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not on a shard"):
+                w.execute(f"INSERT INTO public.{real} VALUES (-1, 'x')")
+        finally:
+            w.execute(f"DROP TRIGGER wrong_key ON public.{real}")
+        # bad intake rows (as a superuser could write them): a NULL key, another table's name
+        w.execute("INSERT INTO mrl_node.intake (set_id, ids, source) VALUES (%s, '{NULL}', %s), (%s, '{7}', 'public.nope')",
+                  (set_id, f"public.{t}", set_id))
+    with Client(cluster) as c:
+        Worker(cluster).run(once=True)  # drops both with a warning, and goes on
+        assert node_intake_rows(cluster) == 0
+        assert c.status(t)[0]["queued"] == 0
+
+
+def test_a_distributed_set_handed_to_a_non_superuser_is_refused(cluster, dist_table, corpus_vectors):
+    docs, queries = corpus_vectors
+    t = dist_table(50)
+    role = f"o_{uuid.uuid4().hex[:8]}"
+    with Client(cluster) as c:
+        c.create_set(t, t, t, "body")
+        c.load_vectors(t, list(range(1, 51)), docs[:50])
+        c.conn.execute(f"CREATE ROLE {role}")
+        try:
+            c.conn.execute(f"ALTER TABLE {t} OWNER TO {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="owned by a superuser"):
+                c.search(t, queries[0], 5, strategy="exact")
+            c.conn.execute(f"UPDATE {t} SET body = body || ' changed' WHERE id = 1")
+            w = Worker(cluster, max_attempts=1)
+            w.run(once=True)
+            assert w.processed == 0 and w.failed >= 1  # the batch is refused, never run
+        finally:
+            c.conn.execute(f"ALTER TABLE {t} OWNER TO CURRENT_USER")
+            c.conn.execute(f"DROP ROLE {role}")
 
 
 def test_refused_sources(cluster, dist_table):
@@ -279,8 +357,9 @@ def test_faults_kill_9_sidecars_and_a_worker_node_restart_during_writes(cluster,
         assert node_intake_rows(cluster) == 0
         counts = check_invariant(conn, t, text, table=t)
     # a writer sees errors only while the node is down (any other error is a failure of pgmrl's shard triggers)
-    other = [e for e in errors if "restart of worker1" not in e and "connection to the remote node" not in e
-             and "OperationalError" not in e]
+    host, port = worker_nodes(cluster)[0]  # worker1: the first node the setup script added
+    w1 = f"{host}:{port}"
+    other = [e for e in errors if "restart of worker1" not in e and w1 not in e and "OperationalError" not in e]
     assert not other, other[:5]
     print(f"{ok[0]} statements by 4 writers ({failed[0]} failed while a node was down), {kills} kill -9 of the "
           f"sidecars, worker1 crash-restarted; invariant holds over {counts['vectors']} vectors")

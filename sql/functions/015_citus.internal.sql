@@ -29,7 +29,8 @@ AS $fn$
 $fn$;
 
 -- What a set over a Citus table must be: a hash-distributed source whose distribution column is its primary key
--- (the vectors are co-located with their row), embedded by the sidecar (async), one vector per row.
+-- (the vectors are co-located with their row), embedded by the sidecar (async), one vector per row, created by a
+-- superuser over a table a superuser owns (the set's tables are then the creator's too).
 CREATE OR REPLACE FUNCTION mrl_internal._check_citus_source(source regclass, pk_col name, mode text, chunking jsonb)
 RETURNS bool
 LANGUAGE plpgsql STABLE
@@ -54,6 +55,14 @@ BEGIN
     ELSIF chunking IS NOT NULL THEN
         RAISE EXCEPTION 'chunked sets over a distributed table (%) are not supported yet', source
             USING ERRCODE = 'feature_not_supported', HINT = 'Create the set without chunking.';
+    ELSIF NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false)
+       OR NOT coalesce((SELECT r.rolsuper FROM pg_class pc JOIN pg_roles r ON r.oid = pc.relowner WHERE pc.oid = source), false) THEN
+        -- pgmrl checks the tables it reads and writes on the coordinator; a distributed table's shards on the
+        -- workers are other tables, which their owner can change there (Citus lets any role unhide and alter its
+        -- own shards): code attached to them would run as the sidecar or a searcher
+        RAISE EXCEPTION 'sets over the distributed table % can be created only by a superuser, over a table a superuser owns', source
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The shards on the workers are outside the checks pgmrl makes on the coordinator: only a role that may run any code anyway may own them.';
     ELSIF pg_catalog.to_regproc('mrl_node._queue_shard_changes') IS NULL THEN
         RAISE EXCEPTION 'pgmrl''s node script is not installed in this database' USING ERRCODE = 'undefined_function',
               HINT = 'Run `pgmrl install` on the coordinator: it installs what every node needs.';
@@ -81,5 +90,26 @@ BEGIN
                    wt, fk, vt);
     EXECUTE 'SELECT pg_catalog.create_distributed_table($1, ''id'', colocate_with => $2)' USING vt, source::text;
     EXECUTE 'SELECT pg_catalog.create_distributed_table($1, ''id'', colocate_with => $2)' USING wt, source::text;
+END
+$fn$;
+
+-- At every batch of a distributed set: its tables (and so their shards on the workers) are still owned by superusers
+-- (an ownership change by a superuser after the set was created hands the shards to a role pgmrl cannot check).
+CREATE OR REPLACE FUNCTION mrl_internal._check_citus_owners(s mrl.embedding_sets)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    bad text;
+BEGIN
+    SELECT string_agg(c.oid::regclass::text || ' (owner ' || r.rolname || ')', ', ') INTO bad
+      FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+     WHERE c.oid IN (s.source, s.vectors_table, s.words_table) AND NOT r.rolsuper;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'embedding set "%" is refused: its distributed tables must be owned by a superuser: %', s.slug, bad
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The shards of a distributed table are outside the checks pgmrl makes on the coordinator; give the tables back to a superuser (ALTER TABLE ... OWNER TO).';
+    END IF;
 END
 $fn$;

@@ -36,7 +36,7 @@ AS $fn$
                                                                         WHERE vt IN (e.vectors_table, e.words_table)
                                                                           AND mrl_internal._is_distributed(e.source))
                                                     AND coalesce(pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
-                                                        ~ '^has_table_privilege\(''[^'']+''::regclass, ''[A-Z, ]+''::text\)$'
+                                                        ~ '^has_table_privilege\(\(?''[^'']+''::regclass\)?(::oid)?, ''[A-Z, ]+''::text\)$'
                                                     AND (p.polqual IS NULL OR p.polwithcheck IS NULL))
                                          OFFSET 0) z
                     WHERE p.polrelid = vt)

@@ -216,6 +216,9 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF mrl_internal._is_distributed(s.source) THEN
+        PERFORM mrl_internal._check_citus_owners(s);  -- (the shards a search reads on the workers)
+    END IF;
     IF mrl_internal._read_unsafe(s.vectors_table)
        OR (filtered AND mrl_internal._source_problem(s.source) IS NOT NULL) THEN
         RAISE EXCEPTION 'embedding set "%" is refused: %', s.slug,

@@ -20,6 +20,7 @@ BEGIN
     END IF;
     PERFORM mrl_internal._check_tables(s);
     IF mrl_internal._is_distributed(s.source) THEN
+        PERFORM mrl_internal._check_citus_owners(s);
         -- Citus: the rows and the stored hashes are fetched from the shards first (materialised), then matched with
         -- the keys here (a lateral join of a table function with a distributed table cannot be pushed down)
         RETURN QUERY EXECUTE format(

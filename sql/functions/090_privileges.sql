@@ -99,7 +99,8 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._agreement_low(jsonb, jsonb),
     mrl_internal._citus_kind(regclass), mrl_internal._is_distributed(regclass),
     mrl_internal._check_citus_source(regclass, name, text, jsonb),
-    mrl_internal._distribute_set_tables(regclass, name, regclass, regclass)
+    mrl_internal._distribute_set_tables(regclass, name, regclass, regclass),
+    mrl_internal._check_citus_owners(mrl.embedding_sets)
   TO PUBLIC;
 
 DO $grants$

@@ -26,8 +26,12 @@ log = logging.getLogger("pgmrl.worker")
 MOVE_BATCH = 500  # intake rows (statements) per move
 # An intake row is moved only into a set over the table its shard belongs to: a set administrator who attaches the
 # trigger function to a shard of their own table, naming another owner's set, queues nothing for that set.
+# Rows with a NULL key are dropped (a shard trigger queues only its table's NOT NULL distribution column).
 _SAME_SOURCE = ("EXISTS (SELECT FROM mrl.embedding_sets e WHERE e.id = m.set_id "
-                "AND e.source = pg_catalog.to_regclass(m.source))")
+                "AND e.source = pg_catalog.to_regclass(m.source)) AND pg_catalog.array_position(m.ids, NULL) IS NULL")
+_INSERT_ONE = ("INSERT INTO mrl.queue_intake (set_id, ids, queued_at) SELECT m.set_id, m.ids, m.queued_at FROM "
+               "(SELECT %s::int AS set_id, %s::text[] AS ids, %s::timestamptz AS queued_at, %s::text AS source) m "
+               f"WHERE {_SAME_SOURCE}")
 
 
 class NodeIntakes:
@@ -90,11 +94,14 @@ class NodeIntakes:
                     "DELETE FROM mrl_node.intake WHERE bid IN (SELECT bid FROM mrl_node.intake ORDER BY bid LIMIT %s "
                     "FOR UPDATE SKIP LOCKED) RETURNING set_id, ids, queued_at, source", (MOVE_BATCH,)).fetchall()
                 if rows:
-                    with coord.transaction(), coord.cursor() as cur:
-                        cur.executemany("INSERT INTO mrl.queue_intake (set_id, ids, queued_at) SELECT m.set_id, m.ids, "
-                                        "m.queued_at FROM (SELECT %s::int AS set_id, %s::text[] AS ids, "
-                                        f"%s::timestamptz AS queued_at, %s::text AS source) m WHERE {_SAME_SOURCE}",
-                                        rows)
+                    with coord.transaction():
+                        for row in rows:  # one row that cannot be queued is skipped, never blocks the others
+                            try:
+                                with coord.transaction():  # (a savepoint)
+                                    coord.execute(_INSERT_ONE, row)
+                            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                                log.warning("Citus node %s:%d: keys of set %s dropped (%s)", host, port, row[0],
+                                            str(exc).strip().splitlines()[0] if str(exc).strip() else "")
                 # the node commits after the coordinator: a crash in between repeats keys, never loses them
             total += len(rows)
             if len(rows) < MOVE_BATCH:
