@@ -420,3 +420,23 @@ def test_filtered_search_on_a_distributed_set(cluster, dist_table, corpus, corpu
             assert len(two) == 10 and all(i % 2 == 0 for i in two), two
             agree.append(len(set(exact) & set(two)) / 10)
         assert np.mean(agree) >= 0.95, np.mean(agree)
+
+
+def test_long_table_names_whose_shards_citus_renames(cluster, corpus):
+    """Citus shortens and hashes the names of shards of long-named tables: the shard trigger must still know them."""
+    t = f"a_table_with_a_name_long_enough_that_citus_hashes_its_shard_names_{uuid.uuid4().hex[:6]}"[:63]
+    with Client(cluster) as c:
+        conn = c.conn
+        conn.execute(f'CREATE TABLE "{t}" (id bigint PRIMARY KEY, body text)')
+        conn.execute("SELECT create_distributed_table(%s, 'id')", (f'"{t}"',))
+        try:
+            slug = "long_" + uuid.uuid4().hex[:8]
+            c.create_set(slug, slug, f'public."{t}"', "body")
+            with conn.cursor() as cur:
+                cur.executemany(f'INSERT INTO "{t}" VALUES (%s, %s)', [(i, r["doc"][:300]) for i, r in enumerate(corpus[:40])])
+            assert node_intake_rows(cluster) > 0
+            Worker(cluster).run(once=True)
+            check_invariant(conn, slug, "body", table=f'"{t}"')
+            c.conn.execute("SELECT mrl.drop_embedding_set(%s)", (slug,))
+        finally:
+            conn.execute(f'DROP TABLE "{t}"')
