@@ -291,8 +291,8 @@ def test_faults_kill_9_sidecars_and_a_worker_node_restart_during_writes(cluster,
         c.create_set(t, t, t, text)
     stop = threading.Event()
     ok, failed = [0], [0]
-    errors: list[str] = []
-    t0 = time.monotonic()
+    errors: list[tuple[float, str]] = []
+    restart: list[float] = []
 
     def writer(seed: int) -> None:
         rng = random.Random(seed)
@@ -318,7 +318,7 @@ def test_faults_kill_9_sidecars_and_a_worker_node_restart_during_writes(cluster,
                         ok[0] += 1
             except psycopg.Error as exc:
                 failed[0] += 1  # the node restart: statements on its shards fail while it is down
-                errors.append(f"{time.monotonic() - t0:.1f}s {type(exc).__name__}: {str(exc).strip().splitlines()[0][:100]}")
+                errors.append((time.monotonic(), f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:100]}"))
                 time.sleep(0.2)
 
     threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
@@ -330,9 +330,10 @@ def test_faults_kill_9_sidecars_and_a_worker_node_restart_during_writes(cluster,
         for round_ in range(4):
             time.sleep(random.uniform(3, 5))
             if round_ == 1:  # a worker node crashes and comes back while everything runs
-                errors.append(f"{time.monotonic() - t0:.1f}s restart of worker1")
+                restart.append(time.monotonic())
                 subprocess.run(["bash", str(ROOT / "scripts" / "setup-citus.sh"), "--restart", "worker1", "immediate"],
                                check=True, capture_output=True, timeout=120)
+                restart.append(time.monotonic())
             victim = sidecars[round_ % 2]
             if victim.poll() is None:
                 victim.send_signal(signal.SIGKILL)
@@ -356,10 +357,9 @@ def test_faults_kill_9_sidecars_and_a_worker_node_restart_during_writes(cluster,
         assert rc.returncode == 0, rc.stderr[-2000:]
         assert node_intake_rows(cluster) == 0
         counts = check_invariant(conn, t, text, table=t)
-    # a writer sees errors only while the node is down (any other error is a failure of pgmrl's shard triggers)
-    host, port = worker_nodes(cluster)[0]  # worker1: the first node the setup script added
-    w1 = f"{host}:{port}"
-    other = [e for e in errors if "restart of worker1" not in e and w1 not in e and "OperationalError" not in e]
+    # a writer sees errors only while the node goes down and comes back (connections to it fail, 2PC through it
+    # aborts, in whatever words Citus relays them); any other error is a failure of pgmrl's shard triggers
+    other = [e for at, e in errors if not restart[0] - 0.5 <= at <= restart[1] + 10]
     assert not other, other[:5]
     print(f"{ok[0]} statements by 4 writers ({failed[0]} failed while a node was down), {kills} kill -9 of the "
           f"sidecars, worker1 crash-restarted; invariant holds over {counts['vectors']} vectors")
