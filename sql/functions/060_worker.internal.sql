@@ -68,12 +68,14 @@ DECLARE
     keys text[];
     w_hashes text[];
     n int := coalesce(array_length(ids, 1), 0);
+    distributed bool;  -- a set over a Citus-distributed source
 BEGIN
     SELECT * INTO s FROM mrl.embedding_sets e WHERE e.id = _apply_batch.set_id FOR SHARE;
     IF NOT FOUND THEN
         RETURN 0;  -- the set was dropped
     END IF;
     PERFORM mrl_internal._lock_and_check(s, 'ROW EXCLUSIVE');
+    distributed := mrl_internal._is_distributed(s.source);
     IF (s.chunking IS NOT NULL) <> (chunks IS NOT NULL) AND n > 0 THEN
         RAISE EXCEPTION 'embedding set "%" is % but the batch %', s.slug,
             CASE WHEN s.chunking IS NULL THEN 'not chunked' ELSE 'chunked' END,
@@ -89,11 +91,11 @@ BEGIN
     -- retries a batch that a concurrent DELETE made fail.)
     -- (On a Citus-distributed source a multi-shard row lock is not possible; the co-located foreign key check
     -- of the vectors' INSERT takes its lock on each shard.)
-    IF has_any_column_privilege(s.source, 'UPDATE') AND NOT mrl_internal._is_distributed(s.source) THEN
+    IF has_any_column_privilege(s.source, 'UPDATE') AND NOT distributed THEN
         EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s WHERE %I = ANY ($1::%s[]) ORDER BY %I FOR KEY SHARE) l',
                        s.source, s.pk_column, s.pk_type, s.pk_column) USING keys;
     END IF;
-    IF n > 0 AND chunks IS NULL AND mrl_internal._is_distributed(s.source) THEN
+    IF n > 0 AND chunks IS NULL AND distributed THEN
         -- Citus: the full and coarse vectors are computed here, in the stored types, so that the statement sent to
         -- the shards casts and calls nothing (the coarse vectors use the set's one rotation on every shard)
         EXECUTE format(

@@ -98,10 +98,9 @@ GRANT EXECUTE ON FUNCTION
     mrl_internal._run_queries(text, @vec@.vector[], int, text, int), mrl_internal._agreement(jsonb, jsonb),
     mrl_internal._agreement_low(jsonb, jsonb),
     mrl_internal._citus_kind(regclass), mrl_internal._is_distributed(regclass),
-    mrl_internal._check_citus_source(regclass, name, text, jsonb),
-    mrl_internal._distribute_set_tables(regclass, name, regclass, regclass),
-    mrl_internal._check_citus_owners(mrl.embedding_sets)
+    mrl_internal._check_citus_source(regclass, name, text, jsonb), mrl_internal._check_citus_owners(mrl.embedding_sets)
   TO PUBLIC;
+-- (mrl_internal._distribute_set_tables: only superusers reach it, through create_embedding_set; no grant)
 
 DO $grants$
 DECLARE
